@@ -1,0 +1,176 @@
+r"""Batched forward queries: the only place that calls the user's forward function.
+
+:class:`QueryRunner` sends perturbed rows to the forward function in calls of at
+most ``max_batch_size`` rows, selects each row's target output the way Captum
+does, expands ``additional_forward_args`` to the rows it sends, and checks
+what comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from captum._utils.common import _select_targets
+from captum._utils.typing import TargetType
+from torch import Tensor
+
+from captum_lr.layout import InputLayout
+
+MULTIPLE_OUTPUTS_MESSAGE = (
+    "Target not provided when necessary, cannot take gradient with respect to "
+    "multiple outputs."
+)
+
+
+def _normalise_target(target: TargetType, batch_size: int) -> TargetType:
+    """Checks ``target`` against the batch and turns scalar tensors into ints."""
+    if target is None or isinstance(target, (int, tuple)):
+        return target
+    if isinstance(target, Tensor):
+        if target.numel() == 1:
+            return int(target.item())
+        if target.dim() == 1 and target.numel() == batch_size:
+            if target.dtype.is_floating_point:
+                raise ValueError(
+                    f"target has dtype {target.dtype}; class indices must be "
+                    "integers (use target.long())."
+                )
+            return target
+        raise ValueError(
+            f"target has shape {tuple(target.shape)}; a tensor target must be a "
+            f"scalar or 1-D with one index per input row ({batch_size})."
+        )
+    if isinstance(target, list):
+        if len(target) != batch_size:
+            raise ValueError(
+                f"target is a list of length {len(target)} but the inputs have "
+                f"{batch_size} rows; give one target per row."
+            )
+        return target
+    raise TypeError(
+        f"target has type {type(target).__name__}; use None, an int, a tuple, a "
+        "tensor or a list, as in Captum."
+    )
+
+
+def _rows_of(value: Any, batch_size: int, rows: Tensor) -> Any:
+    """Selects ``rows`` of a per-row target or forward argument."""
+    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch_size:
+        return value.index_select(0, rows.to(value.device))
+    if isinstance(value, list) and len(value) == batch_size:
+        return [value[i] for i in rows.tolist()]
+    return value
+
+
+class QueryRunner:
+    r"""Evaluates the selected output of ``forward_fn`` on rows of perturbed inputs.
+
+    Args:
+
+        forward_fn (Callable): The model's forward function.
+        layout (InputLayout): How flat rows map to the input tensors.
+        input_dtypes (list[torch.dtype]): The dtypes the forward function gets.
+        target (TargetType): Captum-style target for the original rows.
+        additional_forward_args (Any): Captum-style extra arguments for the
+                    original rows; tensors whose first dimension is the batch
+                    size are expanded to the perturbed rows, others pass as is.
+        max_batch_size (int): The most rows sent in one call.
+        on_rows (Callable[[int], None]): Called with the number of rows of each
+                    forward call, before the call (the query counter).
+    """
+
+    def __init__(
+        self,
+        forward_fn: Callable[..., Any],
+        layout: InputLayout,
+        input_dtypes: list[torch.dtype],
+        target: TargetType,
+        additional_forward_args: Any,
+        max_batch_size: int,
+        on_rows: Callable[[int], None],
+    ) -> None:
+        self.forward_fn = forward_fn
+        self.layout = layout
+        self.input_dtypes = input_dtypes
+        self.batch_size = layout.batch_size
+        self.target = _normalise_target(target, layout.batch_size)
+        if additional_forward_args is None:
+            args: tuple[Any, ...] = ()
+        elif isinstance(additional_forward_args, tuple):
+            args = additional_forward_args
+        else:
+            args = (additional_forward_args,)
+        for j, a in enumerate(args):
+            if (
+                isinstance(a, Tensor)
+                and a.dim() > 0
+                and a.shape[0] != layout.batch_size
+            ):
+                raise ValueError(
+                    f"additional_forward_args[{j}] is a tensor with "
+                    f"{a.shape[0]} rows but the inputs have {layout.batch_size}; "
+                    "Captum expands tensor arguments along their first dimension, "
+                    "so it must match the batch (pass other data as a non-tensor)."
+                )
+        self.args = args
+        self.max_batch_size = max_batch_size
+        self.on_rows = on_rows
+        self.bad = torch.zeros((), dtype=torch.long, device=layout.device)
+
+    def __call__(self, flat: Tensor, rows: Tensor) -> Tensor:
+        r"""Returns one score per row of ``flat`` (shape ``(m,)``).
+
+        Args:
+
+            flat (Tensor): ``(m, d)`` perturbed rows.
+            rows (Tensor): ``(m,)`` CPU long tensor, the original row of each.
+        """
+        scores = []
+        for start in range(0, flat.shape[0], self.max_batch_size):
+            stop = min(start + self.max_batch_size, flat.shape[0])
+            scores.append(self._call(flat[start:stop], rows[start:stop]))
+        return torch.cat(scores) if len(scores) > 1 else scores[0]
+
+    def _call(self, flat: Tensor, rows: Tensor) -> Tensor:
+        m = flat.shape[0]
+        inputs = self.layout.split(flat, self.input_dtypes)
+        args = tuple(_rows_of(a, self.batch_size, rows) for a in self.args)
+        target = _rows_of(self.target, self.batch_size, rows)
+        self.on_rows(m)
+        with torch.no_grad():
+            out = self.forward_fn(*inputs, *args)
+        if not isinstance(out, Tensor):
+            try:
+                out = torch.as_tensor(out)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise TypeError(
+                    f"the forward function returned a {type(out).__name__}; it "
+                    "must return a tensor (wrap other functions in "
+                    "captum_lr.BlackBox)."
+                ) from exc
+        if out.dim() == 0 or out.shape[0] != m:
+            got = "a scalar" if out.dim() == 0 else f"{out.shape[0]} rows"
+            raise ValueError(
+                f"the forward function returned {got} for a batch of {m} rows; "
+                "it must return one output row per input row."
+            )
+        if not (out.dtype.is_floating_point or out.dtype == torch.bool):
+            out = out.to(torch.float32)
+        selected = _select_targets(out, target)
+        selected = selected.reshape(m, -1)
+        assert selected.shape[1] == 1, MULTIPLE_OUTPUTS_MESSAGE
+        score = selected[:, 0].to(self.layout.device, self.layout.dtype)
+        self.bad += (~torch.isfinite(score)).sum()
+        return score
+
+    def check_finite(self) -> None:
+        r"""Raises if any forward output so far was NaN or infinite."""
+        n_bad = int(self.bad.item())
+        if n_bad:
+            raise ValueError(
+                f"the forward function returned NaN or Inf for {n_bad} queried "
+                "rows; check the model on noisy inputs, or lower sigma so the "
+                "perturbed inputs stay in its valid range."
+            )

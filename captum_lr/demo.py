@@ -80,13 +80,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ig = IntegratedGradients(net).attribute(x, target=target, n_steps=8)
 
     print(f"explained class {target} of a 3x16x16 input (d = {x[0].numel()})")
-    print(f"LRSaliency:            cosine with autograd {_cosine(lr_sal, sal):.3f}, "
-          f"{sal_queries} forward rows")
-    print(f"LRIntegratedGradients: cosine with autograd {_cosine(lr_ig, ig):.3f}, "
-          f"{ig_queries} forward rows")
+    print(
+        f"LRSaliency:            cosine with autograd {_cosine(lr_sal, sal):.3f}, "
+        f"{sal_queries} forward rows"
+    )
+    print(
+        f"LRIntegratedGradients: cosine with autograd {_cosine(lr_ig, ig):.3f}, "
+        f"{ig_queries} forward rows"
+    )
 
     maps = [sal, lr_sal, ig, lr_ig]
-    titles = ["Saliency (autograd)", "LRSaliency", "IG (autograd)", "LRIntegratedGradients"]
+    titles = [
+        "Saliency (autograd)",
+        "LRSaliency",
+        "IG (autograd)",
+        "LRIntegratedGradients",
+    ]
     fig, axes = plt.subplots(1, 5, figsize=(15, 3.2))
     axes[0].imshow(((x[0].permute(1, 2, 0) + 1) / 3).clamp(0, 1).numpy())
     axes[0].set_title("input")

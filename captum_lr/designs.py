@@ -163,9 +163,7 @@ class FeatureGroups(Support):
             device=self.layout.device,
         )
         chosen = self.groups[pick]
-        return (self.ids_flat.unsqueeze(0) == chosen.unsqueeze(1)).to(
-            self.layout.dtype
-        )
+        return (self.ids_flat.unsqueeze(0) == chosen.unsqueeze(1)).to(self.layout.dtype)
 
 
 def _block_extent(block: BlockSpec, shape: torch.Size, index: int) -> tuple[int, ...]:
@@ -293,5 +291,6 @@ class SamplingPlan:
             return u, u
         phase = (picked.unsqueeze(1) * self.two_j_plus_1.unsqueeze(0)) % (4 * d)
         basis = torch.cos(phase.to(self.layout.dtype) * (math.pi / (2 * d)))
-        scale = torch.where(picked == 0, 1.0, math.sqrt(2.0)).to(self.layout.dtype)
+        scale = torch.full(picked.shape, math.sqrt(2.0), dtype=self.layout.dtype)
+        scale = scale.to(picked.device).masked_fill_(picked == 0, 1.0)
         return basis * scale.unsqueeze(1) * self.signs[rows], None

@@ -1,4 +1,4 @@
-r"""The likelihood-ratio gradient estimator, a drop-in for Captum's ``gradient_func``."""
+r"""The likelihood-ratio gradient estimator: a drop-in ``gradient_func``."""
 
 from __future__ import annotations
 
@@ -133,7 +133,9 @@ class LREstimator:
             raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
         if isinstance(sigma, str):
             if sigma != "auto":
-                raise ValueError(f"sigma must be a positive float or 'auto', not {sigma!r}.")
+                raise ValueError(
+                    f"sigma must be a positive float or 'auto', not {sigma!r}."
+                )
         elif isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
             raise TypeError(f"sigma must be a positive float or 'auto', not {sigma!r}.")
         elif not (math.isfinite(sigma) and sigma > 0):
@@ -217,7 +219,10 @@ class LREstimator:
     def _sigmas(self, inputs: tuple[Tensor, ...], layout: InputLayout) -> Tensor:
         if self.sigma != "auto":
             return torch.full(
-                (layout.dim,), float(self.sigma), device=layout.device, dtype=layout.dtype
+                (layout.dim,),
+                float(self.sigma),
+                device=layout.device,
+                dtype=layout.dtype,
             )
         scales = []
         for t in inputs:
@@ -231,7 +236,9 @@ class LREstimator:
         else:
             stats = torch.stack(
                 [
-                    torch.stack([t.detach().double().sum(), t.detach().double().abs().sum()])
+                    torch.stack(
+                        [t.detach().double().sum(), t.detach().double().abs().sum()]
+                    )
                     for t in inputs
                 ]
             ).cpu()

@@ -1,0 +1,179 @@
+"""The estimator's error contract, its query accounting and its devices."""
+
+import pytest
+import torch
+from captum._utils.gradient import compute_gradients
+from captum.attr import IntegratedGradients
+
+from captum_lr import LREstimator, LRIntegratedGradients, LRSaliency
+from captum_lr.presets import PRESETS, make_estimator
+
+requires_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"
+)
+
+
+def lin(x):
+    return x.flatten(1) @ torch.ones(x[0].numel(), 3, dtype=x.dtype)
+
+
+def test_multiple_outputs_without_target_raise_captums_assertion():
+    x = torch.randn(2, 4)
+    with pytest.raises(AssertionError) as captum_err:
+        compute_gradients(lambda z: z * 1.0, x.clone().requires_grad_())
+    with pytest.raises(AssertionError) as ours:
+        LREstimator()(lin, x)
+    assert str(ours.value) == str(captum_err.value)
+    with pytest.raises(AssertionError, match="Target not provided"):
+        LRIntegratedGradients(lin).attribute(x)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_samples=0), "n_samples must be at least 1"),
+        (dict(n_samples=2.5), "n_samples must be an int"),
+        (dict(sigma=0.0), "sigma must be a positive finite"),
+        (dict(sigma=-1.0), "sigma must be a positive finite"),
+        (dict(sigma=float("nan")), "sigma must be a positive finite"),
+        (dict(sigma="big"), "sigma must be a positive float or 'auto'"),
+        (dict(design="sobol"), "design must be one of"),
+        (dict(block=0), "block must be None, a positive int"),
+        (dict(block=(2, -1)), "block must be None, a positive int"),
+        (dict(block=2, feature_mask=torch.zeros(3)), "not both"),
+        (dict(max_batch_size=0), "max_batch_size must be a positive int"),
+        (dict(seed=1.5), "seed must be None or an int"),
+    ],
+)
+def test_invalid_arguments_say_what_to_change(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        LREstimator(**kwargs)
+
+
+def test_block_larger_than_input():
+    with pytest.raises(ValueError, match="larger than input 0"):
+        LREstimator(block=(9, 2))(lin, torch.randn(1, 3, 8, 8), 0)
+    with pytest.raises(ValueError, match="larger than input 0"):
+        LREstimator(block=20, n_samples=4)(lin, torch.randn(1, 10), 0)
+
+
+def test_design_needing_whole_inputs_rejects_blocks():
+    with pytest.raises(ValueError, match="cannot be combined"):
+        LREstimator(design="orthogonal", block=2, n_samples=4)(
+            lin, torch.randn(1, 3, 8, 8), 0
+        )
+
+
+def test_forward_with_wrong_number_of_rows():
+    with pytest.raises(ValueError, match="returned 1 rows for a batch of"):
+        LREstimator(n_samples=4)(lambda z: z[:1].sum(1), torch.randn(3, 5))
+    with pytest.raises(ValueError, match="returned a scalar"):
+        LREstimator(n_samples=4)(lambda z: z.sum(), torch.randn(3, 5))
+
+
+def test_nan_and_inf_outputs_are_errors_not_maps():
+    def bad(z):
+        out = z.sum(1)
+        out[0] = float("nan")
+        return out
+
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        LREstimator(n_samples=4)(bad, torch.randn(3, 5))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        LREstimator(n_samples=4)(lambda z: z.sum(1) / 0.0, torch.randn(3, 5))
+
+
+def test_bad_inputs_and_targets():
+    with pytest.raises(ValueError, match="floating-point inputs"):
+        LREstimator()(lin, torch.ones(2, 3, dtype=torch.long), 0)
+    with pytest.raises(ValueError, match="share the batch dimension"):
+        LREstimator()(lambda a, b: a.sum(1), (torch.ones(2, 3), torch.ones(3, 3)))
+    with pytest.raises(ValueError, match="one target per row"):
+        LREstimator()(lin, torch.ones(2, 3), [0, 1, 2])
+    with pytest.raises(ValueError, match="it must match the batch"):
+        LREstimator()(lambda a, b: a.sum(1), torch.ones(2, 3), None, torch.ones(5))
+
+
+def test_queries_are_counted_and_batched():
+    calls = []
+
+    def f(z):
+        calls.append(z.shape[0])
+        return z.sum(1)
+
+    x = torch.randn(3, 50)
+    est = LREstimator(n_samples=10, max_batch_size=7)
+    est(f, x)
+    assert max(calls) <= 7
+    assert est.queries == sum(calls) == est.queries_for(x) == 3 * 10 * 2
+    calls.clear()
+    one_sided = LREstimator(n_samples=10, antithetic=False, max_batch_size=7)
+    one_sided(f, x)
+    assert one_sided.queries == sum(calls) == one_sided.queries_for(x) == 3 * 11
+    # low dimension: a single coordinate sweep, whatever n_samples is
+    small = LREstimator(n_samples=500)
+    small(f, torch.randn(2, 6))
+    assert small.queries == small.queries_for(torch.randn(2, 6)) == 2 * 6 * 2
+
+
+def test_integrated_gradients_query_cost():
+    x = torch.randn(2, 40)
+    est = LREstimator(n_samples=8)
+    LRIntegratedGradients(lambda z: z.sum(1), estimator=est).attribute(x, n_steps=5)
+    assert est.queries == 5 * est.queries_for(x)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_estimator("nope")
+    for name in PRESETS:
+        assert isinstance(make_estimator(name, n_samples=3), LREstimator)
+
+
+def test_progress_bar_does_not_change_results(capsys):
+    x = torch.randn(2, 30)
+    a = LREstimator(n_samples=5, seed=1, show_progress=True)(lin, x, 0)
+    b = LREstimator(n_samples=5, seed=1)(lin, x, 0)
+    assert torch.equal(a[0], b[0])
+    assert "LR queries" in capsys.readouterr().err
+
+
+def test_half_precision_inputs_and_outputs_keep_their_dtype():
+    x = torch.randn(2, 3, 4, 4).to(torch.bfloat16)
+    (g,) = LREstimator(n_samples=8, seed=0)(lambda z: z.float().flatten(1).sum(1), x)
+    assert g.dtype == torch.bfloat16 and torch.isfinite(g).all()
+
+
+@requires_cuda
+def test_cuda_inputs_and_model_match_cpu():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.Tanh(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 64, 3),
+    ).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+
+    def fwd(m):
+        def f(z):
+            with torch.no_grad():
+                return m(z)
+
+        return f
+
+    ref = IntegratedGradients(net).attribute(x, target=1, n_steps=6)
+    gpu = net.cuda()
+    out = LRIntegratedGradients(fwd(gpu)).attribute(x.cuda(), target=1, n_steps=6)
+    assert out.device.type == "cuda"
+    torch.testing.assert_close(out.cpu(), ref, rtol=2e-3, atol=2e-3 * ref.abs().max())
+    est = LREstimator(n_samples=64, seed=0, block=3)
+    sal = LRSaliency(fwd(gpu), est).attribute(x.cuda(), target=1)
+    assert sal.device.type == "cuda" and torch.isfinite(sal).all()
+
+
+@requires_cuda
+def test_outputs_on_another_device_are_moved_to_the_inputs_device():
+    x = torch.randn(2, 10, device="cuda")
+    (g,) = LREstimator(n_samples=4)(lambda z: z.sum(1).cpu(), x)
+    assert g.device.type == "cuda"

@@ -6,11 +6,20 @@ from captum_lr.attr import (
     LRIntegratedGradients,
     LRSaliency,
 )
-from captum_lr.estimator import LREstimator, UnperturbedFeaturesWarning
+from captum_lr.estimator import (
+    ConstantOutputWarning,
+    LREstimator,
+    UnperturbedFeaturesWarning,
+)
+from captum_lr.priors import Grid, GroupPrior, SharedChannels
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConstantOutputWarning",
+    "Grid",
+    "GroupPrior",
+    "SharedChannels",
     "LREstimator",
     "LRGradientShap",
     "LRInputXGradient",

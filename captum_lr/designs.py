@@ -42,7 +42,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from captum_lr.layout import InputLayout
+from captum_lr.layout import InputLayout, Space
+from captum_lr.priors import flat_group_ids
 
 DESIGNS = ("auto", "gaussian", "orthogonal", "coordinate")
 BlockSpec = int | tuple[int, ...]
@@ -120,34 +121,7 @@ class FeatureGroups(Support):
     def __init__(
         self, feature_mask: Tensor | Sequence[Tensor], layout: InputLayout
     ) -> None:
-        masks = (feature_mask,) if isinstance(feature_mask, Tensor) else feature_mask
-        if len(masks) != len(layout.shapes):
-            raise ValueError(
-                f"feature_mask has {len(masks)} tensors but the inputs have "
-                f"{len(layout.shapes)}; give one mask per input tensor."
-            )
-        flat = []
-        for i, (fm, shape) in enumerate(zip(masks, layout.shapes)):
-            if not isinstance(fm, Tensor) or fm.dtype.is_floating_point:
-                raise ValueError(
-                    f"feature_mask[{i}] must be an integer tensor of group ids."
-                )
-            if fm.dim() == len(shape) + 1:
-                if fm.shape[0] != 1:
-                    raise ValueError(
-                        f"feature_mask[{i}] has first dimension {fm.shape[0]}; "
-                        "use one mask shared by all rows (first dimension 1)."
-                    )
-                fm = fm[0]
-            try:
-                fm = fm.expand(shape)
-            except RuntimeError as exc:
-                raise ValueError(
-                    f"feature_mask[{i}] has shape {tuple(fm.shape)}, which does not "
-                    f"broadcast to input {i}'s row shape {tuple(shape)}."
-                ) from exc
-            flat.append(fm.reshape(-1).to(layout.device, torch.long))
-        self.ids_flat = torch.cat(flat)
+        self.ids_flat = flat_group_ids(feature_mask, layout)
         self.groups = torch.unique(self.ids_flat)
         self.layout = layout
 
@@ -209,7 +183,8 @@ class SamplingPlan:
         design (str): One of ``"auto"``, ``"gaussian"``, ``"orthogonal"``,
                     ``"coordinate"``.
         support (Support): Where each sample's noise goes.
-        layout (InputLayout): The inputs' shapes.
+        space (Space): The coordinates directions live in (the flat inputs, or
+                    a prior's subspace).
         n_samples (int): Noise samples per input row.
         generator (torch.Generator): The random source, on the inputs' device.
     """
@@ -218,12 +193,12 @@ class SamplingPlan:
         self,
         design: str,
         support: Support,
-        layout: InputLayout,
+        space: Space,
         n_samples: int,
         generator: torch.Generator,
     ) -> None:
-        d = layout.dim
-        self.layout = layout
+        d = space.dim
+        self.space = space
         self.support = support
         self.generator = generator
         if design == "auto":
@@ -243,7 +218,7 @@ class SamplingPlan:
         self.n_samples = n_samples
         self.weighted = design == "coordinate" or type(support) is not Support
         r"""Whether coordinates count only the samples that perturbed them."""
-        batch, device = layout.batch_size, layout.device
+        batch, device = space.batch_size, space.device
         if design in ("orthogonal", "coordinate"):
             width = min(n_samples, d)
             if design == "coordinate" and n_samples >= d:
@@ -255,11 +230,18 @@ class SamplingPlan:
         if design == "orthogonal":
             self.signs = (
                 torch.randint(0, 2, (batch, d), generator=generator, device=device)
-                .to(layout.dtype)
+                .to(space.dtype)
                 .mul_(2)
                 .sub_(1)
             )
             self.two_j_plus_1 = 2 * torch.arange(d, device=device) + 1
+
+    @property
+    def finite_population(self) -> float:
+        r"""The variance factor of sampling without replacement (1 if with)."""
+        if self.design == "orthogonal" and self.n_samples <= self.space.dim:
+            return 1.0 - self.n_samples / self.space.dim
+        return 1.0
 
     def draw(self, samples: Tensor, rows: Tensor) -> tuple[Tensor, Tensor | None]:
         r"""Directions ``U`` and normaliser weights ``W`` for a chunk of pairs.
@@ -273,24 +255,22 @@ class SamplingPlan:
             ``U`` of shape ``(m, d)`` and ``W`` of shape ``(m, d)``, or None when
             each pair counts once for every coordinate.
         """
-        m, d = rows.shape[0], self.layout.dim
+        m, d = rows.shape[0], self.space.dim
+        dtype, device = self.space.dtype, self.space.device
         if self.design == "gaussian":
             mask = self.support.masks(rows, self.generator)
             u = torch.randn(
-                (m, d),
-                generator=self.generator,
-                device=self.layout.device,
-                dtype=self.layout.dtype,
+                (m, d), generator=self.generator, device=device, dtype=dtype
             )
             return (u if mask is None else u * mask), mask
         column = samples % self.order.shape[1]
         picked = self.order[rows, column]
         if self.design == "coordinate":
-            u = torch.zeros((m, d), device=self.layout.device, dtype=self.layout.dtype)
+            u = torch.zeros((m, d), device=device, dtype=dtype)
             u.scatter_(1, picked.unsqueeze(1), 1.0)
             return u, u
         phase = (picked.unsqueeze(1) * self.two_j_plus_1.unsqueeze(0)) % (4 * d)
-        basis = torch.cos(phase.to(self.layout.dtype) * (math.pi / (2 * d)))
-        scale = torch.full(picked.shape, math.sqrt(2.0), dtype=self.layout.dtype)
-        scale = scale.to(picked.device).masked_fill_(picked == 0, 1.0)
+        basis = torch.cos(phase.to(dtype) * (math.pi / (2 * d)))
+        scale = torch.full(picked.shape, math.sqrt(2.0), dtype=dtype, device=device)
+        scale.masked_fill_(picked == 0, 1.0)
         return basis * scale.unsqueeze(1) * self.signs[rows], None

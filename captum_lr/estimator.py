@@ -21,11 +21,19 @@ from captum_lr.designs import (
     Support,
 )
 from captum_lr.layout import InputLayout
+from captum_lr.priors import BoundPrior, GroupPrior
 from captum_lr.queries import QueryRunner
+
+AUTO_SIGMA = 1e-3
+r"""``sigma="auto"`` uses this fraction of each input tensor's RMS."""
 
 
 class UnperturbedFeaturesWarning(UserWarning):
     r"""Some coordinates were never perturbed; their estimate is 0."""
+
+
+class ConstantOutputWarning(UserWarning):
+    r"""Every perturbed query returned the unperturbed output: sigma too small."""
 
 
 class LREstimator:
@@ -59,11 +67,15 @@ class LREstimator:
                     row, exactly ``d`` samples are used.
                     Default: 128
         sigma (float or str, optional): The noise scale. A positive float is used
-                    as is for every input tensor; ``"auto"`` uses ``1e-2`` times
+                    as is for every input tensor; ``"auto"`` uses ``1e-3`` times
                     the root mean square of each input tensor over the batch of
-                    the call (1e-2 if that is 0). Smaller sigma estimates the
+                    the call (1e-3 if that is 0). Smaller sigma estimates the
                     gradient more locally (less smoothing bias) but is more
-                    sensitive to noise and rounding in the outputs.
+                    sensitive to noise, rounding and quantisation of the inputs
+                    and outputs: for quantised models, hard labels or rounded
+                    API outputs use a much larger sigma (e.g. 0.05 to 0.5 times
+                    the input scale), which estimates the gradient of the
+                    Gaussian-smoothed function.
                     Default: ``"auto"``
         block (int or tuple[int, ...], optional): None perturbs whole inputs.
                     Otherwise each sample perturbs one randomly placed block:
@@ -82,8 +94,23 @@ class LREstimator:
                     ``"coordinate"``; see :mod:`captum_lr.designs`.
                     Default: ``"auto"``
         antithetic (bool, optional): Evaluate each sample at ``x + sigma u`` and
-                    ``x - sigma u``.
-                    Default: True
+                    ``x - sigma u`` (bias O(sigma^2), two rows per sample), or at
+                    ``x + sigma u`` with ``f(x)`` as control variate (bias
+                    O(sigma), one row per sample: twice the directions per
+                    row, which is what counts far from ``n_samples >= d``).
+                    None: antithetic for coordinate sweeps, one-sided otherwise.
+                    Default: None
+        prior (GroupPrior, optional): Share each sample's noise within groups
+                    (:class:`~captum_lr.priors.SharedChannels`,
+                    :class:`~captum_lr.priors.Grid`, a feature mask): the estimate
+                    is then the projection of the gradient onto group-constant
+                    inputs (see :meth:`project`). Exclusive with ``block`` and
+                    ``feature_mask``.
+                    Default: None
+        track_stderr (bool, optional): Also compute each coordinate's standard
+                    error from the spread of the samples (``last_stderr``);
+                    costs one more ``(rows, d)`` buffer.
+                    Default: False
         seed (int, optional): None draws the noise from torch's global random
                     generator. An int makes every call reproducible: the noise
                     is a function of the seed and the call's inputs.
@@ -104,6 +131,10 @@ class LREstimator:
                     the weight of samples that perturbed each coordinate (the
                     number of samples, for blocks); 0 marks a coordinate whose
                     estimate is 0 because no sample perturbed it.
+        last_stderr (tuple[Tensor, ...]): With ``track_stderr=True``, for the last
+                    call, the standard error of each coordinate's estimate (inf
+                    where fewer than two samples perturbed it; 0 for a complete
+                    orthogonal set, which is exact for linear functions).
 
     Examples::
 
@@ -122,10 +153,12 @@ class LREstimator:
         block: BlockSpec | None = None,
         feature_mask: Tensor | tuple[Tensor, ...] | None = None,
         design: str = "auto",
-        antithetic: bool = True,
+        antithetic: bool | None = None,
+        prior: GroupPrior | None = None,
         seed: int | None = None,
         max_batch_size: int = 64,
         show_progress: bool = False,
+        track_stderr: bool = False,
     ) -> None:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int):
             raise TypeError(f"n_samples must be an int, not {n_samples!r}.")
@@ -152,6 +185,19 @@ class LREstimator:
             )
         if block is not None:
             _check_block(block)
+        if prior is not None:
+            if not isinstance(prior, GroupPrior):
+                raise TypeError(
+                    "prior must be a captum_lr.priors.GroupPrior (Grid, "
+                    f"SharedChannels, GroupPrior(mask)), not {prior!r}."
+                )
+            if block is not None or feature_mask is not None:
+                raise ValueError(
+                    "a prior shares noise over whole groups; it cannot be combined "
+                    "with block or feature_mask."
+                )
+        if antithetic is not None and not isinstance(antithetic, bool):
+            raise TypeError(f"antithetic must be None or a bool, not {antithetic!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be None or an int, not {seed!r}.")
         if (
@@ -167,27 +213,37 @@ class LREstimator:
         self.block = block
         self.feature_mask = feature_mask
         self.design = design
-        self.antithetic = bool(antithetic)
+        self.antithetic = antithetic
+        self.prior = prior
+        self.track_stderr = bool(track_stderr)
         self.seed = seed
         self.max_batch_size = max_batch_size
         self.show_progress = show_progress
         self.queries = 0
         self.last_coverage: tuple[Tensor, ...] | None = None
+        self.last_stderr: tuple[Tensor, ...] | None = None
 
     def __repr__(self) -> str:
         return (
             f"LREstimator(n_samples={self.n_samples}, sigma={self.sigma!r}, "
-            f"block={self.block!r}, design={self.design!r}, "
+            f"block={self.block!r}, prior={self.prior!r}, design={self.design!r}, "
             f"antithetic={self.antithetic}, seed={self.seed}, "
             f"max_batch_size={self.max_batch_size})"
         )
 
+    def _plan_shape(self, layout: InputLayout) -> tuple[int, bool]:
+        """Samples per row and whether they are antithetic, for this layout."""
+        k = self._bind_prior(layout).space.dim if self.prior else layout.dim
+        sweep = self.design == "coordinate" or (
+            self.design == "auto" and k <= self.n_samples
+        )
+        n = k if self.design == "auto" and k <= self.n_samples else self.n_samples
+        antithetic = sweep if self.antithetic is None else self.antithetic
+        return n, antithetic
+
     def samples_per_row(self, inputs: Tensor | Sequence[Tensor]) -> int:
         r"""The number of noise samples a call on ``inputs`` draws per row."""
-        d = InputLayout(_as_tuple(inputs)).dim
-        if self.design == "auto" and d <= self.n_samples:
-            return d
-        return self.n_samples
+        return self._plan_shape(InputLayout(_as_tuple(inputs)))[0]
 
     def queries_for(self, inputs: Tensor | Sequence[Tensor]) -> int:
         r"""The number of forward rows one call on ``inputs`` will send.
@@ -196,15 +252,45 @@ class LREstimator:
 
             inputs (Tensor or tuple[Tensor, ...]): The inputs the estimator will be
                         called on (for IntegratedGradients: ``n_steps`` times the
-                        batch; use :func:`captum_lr.estimate_queries` for whole
-                        attribution calls).
+                        batch).
 
         Returns:
             *int*: forward rows, including the ``f(x)`` rows when not antithetic.
         """
-        rows = _as_tuple(inputs)[0].shape[0]
-        per_row = self.samples_per_row(inputs) * (2 if self.antithetic else 1)
-        return rows * (per_row + (0 if self.antithetic else 1))
+        layout = InputLayout(_as_tuple(inputs))
+        n, antithetic = self._plan_shape(layout)
+        per_row = n * 2 if antithetic else n + 1
+        return layout.batch_size * per_row
+
+    def project(
+        self, inputs: Tensor | Sequence[Tensor], gradients: Tensor | Sequence[Tensor]
+    ) -> tuple[Tensor, ...]:
+        r"""
+        What this estimator estimates of a gradient: its projection onto the
+        prior's subspace (the gradient itself without a prior).
+
+        Args:
+
+            inputs (Tensor or tuple[Tensor, ...]): Inputs of the shape the
+                        estimator is called on.
+            gradients (Tensor or tuple[Tensor, ...]): Gradients shaped like them
+                        (e.g. from autograd, to compare with the estimate).
+
+        Returns:
+            *tuple[Tensor, ...]*: the projected gradients, shaped like the inputs.
+        """
+        grads = _as_tuple(gradients)
+        layout = InputLayout(_as_tuple(inputs))
+        if self.prior is None:
+            return grads
+        flat = layout.flatten(grads)
+        return layout.split(
+            self._bind_prior(layout).project(flat), [g.dtype for g in grads]
+        )
+
+    def _bind_prior(self, layout: InputLayout) -> BoundPrior:
+        assert self.prior is not None
+        return self.prior.bind(layout)
 
     def _count(self, rows: int) -> None:
         self.queries += rows
@@ -227,7 +313,7 @@ class LREstimator:
         scales = []
         for t in inputs:
             rms = t.detach().to(layout.dtype).pow(2).mean().sqrt()
-            scales.append(1e-2 * torch.where(rms > 0, rms, torch.ones_like(rms)))
+            scales.append(AUTO_SIGMA * torch.where(rms > 0, rms, torch.ones_like(rms)))
         return layout.per_coordinate(scales)
 
     def _generator(self, inputs: tuple[Tensor, ...], device: torch.device):
@@ -280,7 +366,7 @@ class LREstimator:
         inputs = _as_tuple(inputs)
         layout = InputLayout(inputs)
         dtypes = [t.dtype for t in inputs]
-        batch, d, device = layout.batch_size, layout.dim, layout.device
+        batch, device = layout.batch_size, layout.device
         runner = QueryRunner(
             forward_fn,
             layout,
@@ -294,24 +380,28 @@ class LREstimator:
             return tuple(torch.zeros_like(t) for t in inputs)
         x = layout.flatten(inputs)
         sigmas = self._sigmas(inputs, layout)
+        prior = self._bind_prior(layout) if self.prior is not None else None
+        if prior is not None:
+            sigmas = prior.group_mean(sigmas)
         plan = SamplingPlan(
             self.design,
             self._support(layout),
-            layout,
+            prior.space if prior is not None else layout.space,
             self.n_samples,
             self._generator(inputs, device),
         )
-        n = plan.n_samples
-        rows_per_pair = 2 if self.antithetic else 1
-        all_rows = torch.arange(batch)
-        f0 = None if self.antithetic else runner(x, all_rows)
+        n, antithetic = self._plan_shape(layout)
+        k = plan.space.dim
+        rows_per_pair = 2 if antithetic else 1
+        f0 = None if antithetic else runner(x, torch.arange(batch))
 
-        numerator = torch.zeros((batch, d), device=device, dtype=layout.dtype)
-        weights = (
-            torch.zeros((batch, d), device=device, dtype=layout.dtype)
-            if plan.weighted
-            else None
-        )
+        def zeros() -> Tensor:
+            return torch.zeros((batch, k), device=device, dtype=layout.dtype)
+
+        numerator = zeros()
+        weights = zeros() if plan.weighted else None
+        squares = zeros() if self.track_stderr else None
+        moved = torch.zeros((), dtype=torch.long, device=device)
         chunk = max(1, self.max_batch_size // rows_per_pair)
         total = n * batch
         bar = tqdm(
@@ -326,42 +416,60 @@ class LREstimator:
             rows = rows_cpu.to(device, non_blocking=True)
             u, w = plan.draw((pairs // batch).to(device, non_blocking=True), rows)
             step = u * sigmas
+            if prior is not None:
+                step = prior.expand(step)
             base = x.index_select(0, rows)
-            if self.antithetic:
+            if antithetic:
                 both = runner(
                     torch.cat([base + step, base - step]),
                     torch.cat([rows_cpu, rows_cpu]),
                 )
-                m = rows.shape[0]
-                delta = (both[:m] - both[m:]) * 0.5
+                delta = (both[: rows.shape[0]] - both[rows.shape[0] :]) * 0.5
             else:
                 delta = runner(base + step, rows_cpu) - f0.index_select(0, rows)
-            numerator.index_add_(0, rows, u * delta.unsqueeze(1))
+            moved += (delta != 0).sum()
+            contribution = u * delta.unsqueeze(1)
+            numerator.index_add_(0, rows, contribution)
+            if squares is not None:
+                squares.index_add_(0, rows, contribution.square())
             if weights is not None:
                 weights.index_add_(0, rows, w)
             bar.update(rows.shape[0] * rows_per_pair)
         bar.close()
         runner.check_finite()
+        if int(moved.item()) == 0:
+            warnings.warn(
+                "every perturbed query returned exactly the unperturbed output, so "
+                "the gradient estimate is 0: sigma is too small for this model "
+                "(quantised inputs or outputs, hard labels, rounding); raise sigma.",
+                ConstantOutputWarning,
+                stacklevel=2,
+            )
 
-        numerator /= sigmas
-        if weights is None:
-            grads = numerator / n
-            coverage = torch.full_like(numerator, float(n))
-        else:
-            covered = weights > 0
-            grads = torch.where(covered, numerator / weights.clamp_min(1e-30), 0.0)
-            coverage = weights
-            n_missed = int((~covered).sum().item())
-            if n_missed:
-                warnings.warn(
-                    f"{n_missed} of {batch * d} input coordinates were never "
-                    f"perturbed by the {n} samples per row; their gradient estimate "
-                    "is 0 (see LREstimator.last_coverage). Raise n_samples or use "
-                    "larger blocks.",
-                    UnperturbedFeaturesWarning,
-                    stacklevel=2,
-                )
-        self.last_coverage = layout.split(coverage)
+        counts = weights if weights is not None else torch.full_like(numerator, n)
+        covered = counts > 0
+        safe = counts.clamp_min(1e-30)
+        grads = torch.where(covered, numerator / safe, 0.0) / sigmas
+        if squares is not None:
+            spread = (squares / safe - (numerator / safe).square()).clamp_min(0)
+            var = spread * counts / (counts - 1).clamp_min(1e-30) / safe
+            var = var * plan.finite_population / sigmas.square()
+            stderr = torch.where(counts > 1.5, var.sqrt(), torch.inf)
+        n_missed = int((~covered).sum().item()) if weights is not None else 0
+        if n_missed:
+            warnings.warn(
+                f"{n_missed} of {batch * k} coordinates were never perturbed by the "
+                f"{n} samples per row; their gradient estimate is 0 (see "
+                "LREstimator.last_coverage). Raise n_samples or use larger blocks.",
+                UnperturbedFeaturesWarning,
+                stacklevel=2,
+            )
+        if prior is not None:
+            grads, counts = prior.expand(grads), prior.gather(counts)
+            if squares is not None:
+                stderr = prior.gather(stderr) * prior.inv_sqrt
+        self.last_coverage = layout.split(counts)
+        self.last_stderr = layout.split(stderr) if squares is not None else None
         return layout.split(grads, dtypes)
 
 

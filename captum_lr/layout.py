@@ -9,9 +9,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Space:
+    r"""The coordinates the estimator samples directions in.
+
+    Args:
+
+        dim (int): Coordinates per row.
+        batch_size (int): Rows.
+        device (torch.device): Where the inputs live.
+        dtype (torch.dtype): The floating dtype of the estimate.
+    """
+
+    dim: int
+    batch_size: int
+    device: torch.device
+    dtype: torch.dtype
 
 
 class InputLayout:
@@ -67,6 +86,11 @@ class InputLayout:
         for s in self.sizes:
             offsets.append(offsets[-1] + s)
         self.offsets: tuple[int, ...] = tuple(offsets)
+
+    @property
+    def space(self) -> Space:
+        r"""The flat coordinates of one row of all inputs."""
+        return Space(self.dim, self.batch_size, self.device, self.dtype)
 
     def flatten(self, inputs: Sequence[Tensor]) -> Tensor:
         r"""Concatenates the inputs into one ``(rows, d)`` tensor."""

@@ -102,7 +102,7 @@ def test_queries_are_counted_and_batched():
         return z.sum(1)
 
     x = torch.randn(3, 50)
-    est = LREstimator(n_samples=10, max_batch_size=7)
+    est = LREstimator(n_samples=10, antithetic=True, max_batch_size=7)
     est(f, x)
     assert max(calls) <= 7
     assert est.queries == sum(calls) == est.queries_for(x) == 3 * 10 * 2

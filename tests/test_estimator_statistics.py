@@ -84,7 +84,9 @@ def test_quadratic_antithetic_is_unbiased_and_has_linear_variance():
 
     grad = a @ x0 + b
     n, rows = 8, 600
-    est = LREstimator(n_samples=n, sigma=0.5, design="gaussian", seed=1)
+    est = LREstimator(
+        n_samples=n, sigma=0.5, design="gaussian", antithetic=True, seed=1
+    )
     (g,) = est(f, replicate(x0, rows))
     mean, se = mean_and_se(((g - grad) ** 2).sum(1))
     assert abs(mean - (d + 1) * (grad @ grad) / n) < Z * se

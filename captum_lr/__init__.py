@@ -12,6 +12,7 @@ from captum_lr.estimator import (
     UnperturbedFeaturesWarning,
 )
 from captum_lr.priors import Grid, GroupPrior, SharedChannels
+from captum_lr.uncertainty import attribute_with_stderr, samples_for_cosine
 
 __version__ = "0.1.0"
 
@@ -26,4 +27,6 @@ __all__ = [
     "LRIntegratedGradients",
     "LRSaliency",
     "UnperturbedFeaturesWarning",
+    "attribute_with_stderr",
+    "samples_for_cosine",
 ]

@@ -24,8 +24,11 @@ from captum_lr.layout import InputLayout
 from captum_lr.priors import BoundPrior, GroupPrior
 from captum_lr.queries import QueryRunner
 
-AUTO_SIGMA = 1e-3
-r"""``sigma="auto"`` uses this fraction of each input tensor's RMS."""
+AUTO_SIGMA = {"coordinate": 1e-2, "random": 1e-4}
+r"""``sigma="auto"``: the fraction of each input tensor's RMS, for coordinate
+sweeps (central differences, bias O(sigma^2), one coordinate per query so
+rounding matters) and for random designs (one-sided, bias O(sigma), many
+coordinates per query)."""
 
 
 class UnperturbedFeaturesWarning(UserWarning):
@@ -67,9 +70,10 @@ class LREstimator:
                     row, exactly ``d`` samples are used.
                     Default: 128
         sigma (float or str, optional): The noise scale. A positive float is used
-                    as is for every input tensor; ``"auto"`` uses ``1e-3`` times
+                    as is for every input tensor; ``"auto"`` uses ``1e-2`` (for
+                    coordinate sweeps) or ``1e-4`` (for random designs) times
                     the root mean square of each input tensor over the batch of
-                    the call (1e-3 if that is 0). Smaller sigma estimates the
+                    the call (of 1 if that is 0). Smaller sigma estimates the
                     gradient more locally (less smoothing bias) but is more
                     sensitive to noise, rounding and quantisation of the inputs
                     and outputs: for quantised models, hard labels or rounded
@@ -302,7 +306,9 @@ class LREstimator:
             return FeatureGroups(self.feature_mask, layout)
         return Support()
 
-    def _sigmas(self, inputs: tuple[Tensor, ...], layout: InputLayout) -> Tensor:
+    def _sigmas(
+        self, inputs: tuple[Tensor, ...], layout: InputLayout, design: str
+    ) -> Tensor:
         if self.sigma != "auto":
             return torch.full(
                 (layout.dim,),
@@ -313,7 +319,9 @@ class LREstimator:
         scales = []
         for t in inputs:
             rms = t.detach().to(layout.dtype).pow(2).mean().sqrt()
-            scales.append(AUTO_SIGMA * torch.where(rms > 0, rms, torch.ones_like(rms)))
+            scales.append(torch.where(rms > 0, rms, torch.ones_like(rms)))
+        fraction = AUTO_SIGMA["coordinate" if design == "coordinate" else "random"]
+        scales = [fraction * scale for scale in scales]
         return layout.per_coordinate(scales)
 
     def _generator(self, inputs: tuple[Tensor, ...], device: torch.device):
@@ -379,10 +387,7 @@ class LREstimator:
         if batch == 0:
             return tuple(torch.zeros_like(t) for t in inputs)
         x = layout.flatten(inputs)
-        sigmas = self._sigmas(inputs, layout)
         prior = self._bind_prior(layout) if self.prior is not None else None
-        if prior is not None:
-            sigmas = prior.group_mean(sigmas)
         plan = SamplingPlan(
             self.design,
             self._support(layout),
@@ -390,6 +395,9 @@ class LREstimator:
             self.n_samples,
             self._generator(inputs, device),
         )
+        sigmas = self._sigmas(inputs, layout, plan.design)
+        if prior is not None:
+            sigmas = prior.group_mean(sigmas)
         n, antithetic = self._plan_shape(layout)
         k = plan.space.dim
         rows_per_pair = 2 if antithetic else 1
@@ -437,11 +445,13 @@ class LREstimator:
             bar.update(rows.shape[0] * rows_per_pair)
         bar.close()
         runner.check_finite()
-        if int(moved.item()) == 0:
+        unchanged = 1.0 - int(moved.item()) / total
+        if unchanged > 0.5:
             warnings.warn(
-                "every perturbed query returned exactly the unperturbed output, so "
-                "the gradient estimate is 0: sigma is too small for this model "
-                "(quantised inputs or outputs, hard labels, rounding); raise sigma.",
+                f"{unchanged:.0%} of the perturbed queries returned exactly the "
+                "unperturbed output, so the gradient estimate is mostly 0: sigma "
+                "is too small for this model (quantised inputs or outputs, hard "
+                "labels, rounded API outputs); raise sigma.",
                 ConstantOutputWarning,
                 stacklevel=2,
             )

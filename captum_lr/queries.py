@@ -64,6 +64,33 @@ def _rows_of(value: Any, batch_size: int, rows: Tensor) -> Any:
     return value
 
 
+class CountingForward:
+    r"""
+    A forward function that counts the rows it is called with.
+
+    The LR attribution classes wrap their ``forward_func`` in it, so that the
+    rows Captum sends directly (convergence delta, baselines) are counted with
+    the estimator's; the estimator calls the wrapped function itself and counts
+    its own rows once.
+
+    Args:
+
+        forward_fn (Callable): The forward function.
+        on_rows (Callable[[int], None]): Called with the rows of each call.
+    """
+
+    def __init__(
+        self, forward_fn: Callable[..., Any], on_rows: Callable[[int], None]
+    ) -> None:
+        self.forward_fn = forward_fn
+        self.on_rows = on_rows
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], Tensor) and args[0].dim() > 0:
+            self.on_rows(args[0].shape[0])
+        return self.forward_fn(*args, **kwargs)
+
+
 class QueryRunner:
     r"""Evaluates the selected output of ``forward_fn`` on rows of perturbed inputs.
 
@@ -91,6 +118,8 @@ class QueryRunner:
         max_batch_size: int,
         on_rows: Callable[[int], None],
     ) -> None:
+        while isinstance(forward_fn, CountingForward):
+            forward_fn = forward_fn.forward_fn
         self.forward_fn = forward_fn
         self.layout = layout
         self.input_dtypes = input_dtypes

@@ -7,7 +7,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from captum_lr import ConstantOutputWarning, LREstimator
+from captum_lr import (
+    ConstantOutputWarning,
+    LREstimator,
+    LRIntegratedGradients,
+    attribute_with_stderr,
+    samples_for_cosine,
+)
 from captum_lr.priors import Grid, GroupPrior, SharedChannels
 
 Z = 5.5
@@ -134,3 +140,85 @@ def test_sigma_below_the_models_resolution_warns():
     with pytest.warns(ConstantOutputWarning, match="raise sigma"):
         (g,) = LREstimator(n_samples=8)(quantised, torch.full((2, 30), 0.6))
     assert (g == 0).all()
+
+
+def test_attribute_with_stderr_is_calibrated_for_integrated_gradients():
+    # Integrated gradients of a linear function: the exact attribution is
+    # w * x; the replicate standard error must match the observed error.
+    d, rows = 64, 200
+    w = torch.randn(d, dtype=torch.float64)
+    x = torch.randn(rows, d, dtype=torch.float64)
+    est = LREstimator(n_samples=32, design="gaussian", sigma=0.1, seed=3)
+    ig = LRIntegratedGradients(linear(w), estimator=est)
+    attr, se = attribute_with_stderr(ig, x, replicates=8, n_steps=4)
+    observed = (attr - w * x).pow(2).mean().sqrt()
+    # the replicate std has 7 degrees of freedom: E[se^2] is unbiased
+    reported = se.pow(2).mean().sqrt()
+    assert 0.8 <= float(observed / reported) <= 1.2
+    assert est.queries == 4 * rows * (4 + 1) * 8
+
+
+def test_attribute_with_stderr_errors():
+    with pytest.raises(TypeError, match="LR attribution"):
+        attribute_with_stderr(object(), torch.zeros(1, 2))
+    ig = LRIntegratedGradients(linear(torch.ones(3)))
+    with pytest.raises(ValueError, match="replicates"):
+        attribute_with_stderr(ig, torch.zeros(1, 3), replicates=1)
+
+
+@pytest.mark.parametrize("dim, cos", [(3072, 0.5), (37632, 0.3), (100, 1.0)])
+def test_samples_for_cosine_reaches_the_target(dim, cos):
+    n = samples_for_cosine(dim, cos)
+    assert math.sqrt(n / dim) >= cos > math.sqrt((n - 1) / dim)
+    m = samples_for_cosine(dim, min(cos, 0.9), design="gaussian")
+    assert math.sqrt(m / (m + dim + 1)) >= min(cos, 0.9)
+
+
+def test_completeness_correction_closes_the_gap_and_counts_its_rows():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(200, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)
+    )
+
+    def f(x):
+        with torch.no_grad():
+            return net(x)[:, 0]
+
+    x = torch.randn(3, 200)
+    est = LREstimator(n_samples=20, seed=0)
+    plain = LRIntegratedGradients(f, estimator=est)
+    attr, delta = plain.attribute(x, n_steps=8, return_convergence_delta=True)
+    assert delta.abs().min() > 1e-3  # a noisy estimate misses completeness
+    # the convergence delta's 2 rows per example are counted with the rest
+    assert plain.queries == 8 * 3 * 21 + 2 * 3
+    fixed = LRIntegratedGradients(
+        f, estimator=LREstimator(n_samples=20, seed=0), completeness=True
+    )
+    attr2, delta2 = fixed.attribute(x, n_steps=8, return_convergence_delta=True)
+    assert delta2.abs().max() < 1e-5
+    with torch.no_grad():
+        gap = f(x) - f(torch.zeros_like(x))
+    torch.testing.assert_close(attr2.sum(1), gap, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fixed.last_completeness_gap, delta)
+    # the correction moves each coordinate in proportion to x^2
+    change = attr2 - attr
+    ratio = change / x.square()
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-3, atol=1e-7)
+    with pytest.raises(ValueError, match="multiply_by_inputs"):
+        LRIntegratedGradients(f, multiply_by_inputs=False, completeness=True)
+
+
+def test_completeness_correction_works_inside_noise_tunnel():
+    from captum.attr import NoiseTunnel
+
+    w = torch.randn(50, dtype=torch.float64)
+
+    def f(x):
+        return torch.tanh(x @ w)
+
+    ig = LRIntegratedGradients(
+        f, estimator=LREstimator(n_samples=10), completeness=True
+    )
+    x = torch.randn(2, 50, dtype=torch.float64)
+    out = NoiseTunnel(ig).attribute(x, nt_samples=3, stdevs=0.1, n_steps=5)
+    assert out.shape == x.shape and ig.last_completeness_gap.shape == (6,)

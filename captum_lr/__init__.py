@@ -6,11 +6,13 @@ from captum_lr.attr import (
     LRIntegratedGradients,
     LRSaliency,
 )
+from captum_lr.baselines import blur_baseline
 from captum_lr.estimator import (
     ConstantOutputWarning,
     LREstimator,
     UnperturbedFeaturesWarning,
 )
+from captum_lr.presets import PRESETS, make_estimator
 from captum_lr.priors import Grid, GroupPrior, SharedChannels
 from captum_lr.uncertainty import attribute_with_stderr, samples_for_cosine
 
@@ -26,7 +28,10 @@ __all__ = [
     "LRInputXGradient",
     "LRIntegratedGradients",
     "LRSaliency",
+    "PRESETS",
     "UnperturbedFeaturesWarning",
     "attribute_with_stderr",
+    "blur_baseline",
+    "make_estimator",
     "samples_for_cosine",
 ]

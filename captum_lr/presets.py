@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from captum_lr.estimator import LREstimator
+from captum_lr.priors import Grid, SharedChannels
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The package default: see LREstimator.
@@ -19,7 +20,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's blockwise likelihood ratio: Gaussian noise inside one random
     # square block per sample (a quarter of the side of a 112 px image).
     "paper-blr": {"design": "gaussian", "antithetic": False, "block": 28},
+    # Antithetic orthogonal directions: bias O(sigma^2), half the directions.
+    "antithetic": {"design": "orthogonal", "antithetic": True},
+    # Noise shared across colour channels: the channel-mean gradient.
+    "channels": {"prior": SharedChannels()},
+    # Coarse region map: the exact gradient projected on a 14 x 14 grid of
+    # cells shared across channels, one sweep of 196 cells + f(x) = 197 rows per
+    # gradient (n_samples is fixed by the grid). With LRIntegratedGradients and
+    # captum_lr.baselines.blur_baseline this is the most faithful map measured
+    # (benchmarks/README.md).
+    "grid14": {"prior": Grid(14), "n_samples": 196, "antithetic": False},
 }
+
+FIXED_SAMPLES = frozenset({"grid14"})
+r"""Presets whose ``n_samples`` is part of the setting (spend a budget on more
+path steps or noise-tunnel samples instead)."""
 
 
 def make_estimator(name: str, **overrides: Any) -> LREstimator:
@@ -41,4 +56,9 @@ def make_estimator(name: str, **overrides: Any) -> LREstimator:
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+    if name in FIXED_SAMPLES and "n_samples" in overrides:
+        raise ValueError(
+            f"preset {name!r} fixes n_samples (one sweep of its grid); spend a "
+            "larger budget on n_steps or nt_samples instead."
+        )
     return LREstimator(**{**PRESETS[name], **overrides})

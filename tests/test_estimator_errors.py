@@ -6,7 +6,7 @@ from captum._utils.gradient import compute_gradients
 from captum.attr import IntegratedGradients
 
 from captum_lr import LREstimator, LRIntegratedGradients, LRSaliency
-from captum_lr.presets import PRESETS, make_estimator
+from captum_lr.presets import FIXED_SAMPLES, PRESETS, make_estimator
 
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"
@@ -127,7 +127,12 @@ def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset"):
         make_estimator("nope")
     for name in PRESETS:
-        assert isinstance(make_estimator(name, n_samples=3), LREstimator)
+        kw = {} if name in FIXED_SAMPLES else {"n_samples": 3}
+        assert isinstance(make_estimator(name, **kw), LREstimator)
+    with pytest.raises(ValueError, match="fixes n_samples"):
+        make_estimator("grid14", n_samples=10)
+    # grid14 is one sweep of its 196 cells plus f(x)
+    assert make_estimator("grid14").queries_for(torch.zeros(1, 3, 112, 112)) == 197
 
 
 def test_progress_bar_does_not_change_results(capsys):

@@ -222,3 +222,21 @@ def test_completeness_correction_works_inside_noise_tunnel():
     x = torch.randn(2, 50, dtype=torch.float64)
     out = NoiseTunnel(ig).attribute(x, nt_samples=3, stdevs=0.1, n_steps=5)
     assert out.shape == x.shape and ig.last_completeness_gap.shape == (6,)
+
+
+def test_blur_baseline_matches_a_separable_gaussian_and_checks_input():
+    from captum_lr import blur_baseline
+
+    x = torch.zeros(1, 2, 15, 15, dtype=torch.float64)
+    x[0, :, 7, 7] = 1.0  # an impulse away from the border: the kernel itself
+    b = blur_baseline(x, kernel_size=5, sigma=1.0)
+    k = torch.exp(-(torch.arange(-2.0, 3.0, dtype=torch.float64) ** 2) / 2)
+    k = k / k.sum()
+    torch.testing.assert_close(b[0, 0, 5:10, 5:10], torch.outer(k, k))
+    torch.testing.assert_close(b.sum(), x.sum())
+    const = torch.full((2, 3, 9, 9), 0.7)
+    torch.testing.assert_close(blur_baseline(const, 5, 2.0), const)
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        blur_baseline(torch.zeros(3, 9, 9))
+    with pytest.raises(ValueError, match="odd"):
+        blur_baseline(const, kernel_size=4)

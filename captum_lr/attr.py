@@ -9,6 +9,8 @@ Captum.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +25,12 @@ from captum_lr.queries import CountingForward
 
 
 class _UsesEstimator:
-    """Installs an :class:`LREstimator` as the instance's ``gradient_func``."""
+    """Installs an :class:`LREstimator` as the instance's ``gradient_func``.
+
+    Captum's Saliency and InputXGradient set ``requires_grad`` on the inputs and
+    warn when they did not have it; the estimator needs no gradients, so the LR
+    classes silence that one warning.
+    """
 
     estimator: LREstimator
 
@@ -50,6 +57,22 @@ class _UsesEstimator:
         r"""Forward rows spent so far: the estimator's queries and the rows Captum
         sends directly (e.g. for the convergence delta)."""
         return self.estimator.queries
+
+
+_REQUIRES_GRAD = r"Input Tensor \d+ did not already require gradients"
+
+
+def _without_requires_grad_warning(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Captum's ``attribute`` minus its requires-grad warning (``__wrapped__`` is
+    kept, which NoiseTunnel calls)."""
+
+    @functools.wraps(method)
+    def attribute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_REQUIRES_GRAD)
+            return method(self, *args, **kwargs)
+
+    return attribute
 
 
 class LRSaliency(_UsesEstimator, Saliency):
@@ -80,6 +103,8 @@ class LRSaliency(_UsesEstimator, Saliency):
         super().__init__(forward_func)
         self._install(estimator)
 
+    attribute = _without_requires_grad_warning(Saliency.attribute)
+
 
 class LRInputXGradient(_UsesEstimator, InputXGradient):
     r"""
@@ -104,6 +129,8 @@ class LRInputXGradient(_UsesEstimator, InputXGradient):
     ) -> None:
         super().__init__(forward_func)
         self._install(estimator)
+
+    attribute = _without_requires_grad_warning(InputXGradient.attribute)
 
 
 class LRIntegratedGradients(_UsesEstimator, IntegratedGradients):

@@ -1,5 +1,4 @@
 import os
-import warnings
 
 import pytest
 import torch
@@ -12,10 +11,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-warnings.filterwarnings(
-    "ignore", message=r"Input Tensor \d+ did not already require gradients"
-)
 
 
 @pytest.fixture(autouse=True)

@@ -289,3 +289,14 @@ def test_estimator_matches_autograd_on_random_shapes(
         assert ((g - e).abs() <= bound + 1e-9).all()
     assert max(seen) <= max_batch_size
     assert sum(seen) == est.queries == est.queries_for(xs)
+
+
+def test_lr_classes_do_not_warn_about_requires_grad(mlp12):
+    import warnings
+
+    x = torch.randn(2, 12, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LRSaliency(no_autograd(mlp12)).attribute(x, target=0)
+        LRInputXGradient(no_autograd(mlp12)).attribute(x, target=0)
+        NoiseTunnel(LRSaliency(no_autograd(mlp12))).attribute(x, nt_samples=2, target=0)

@@ -1,0 +1,1 @@
+"""Benchmarks of captum_lr against its peers (not part of the test suite)."""

@@ -1,0 +1,190 @@
+"""Gradient accuracy vs forward rows: cosine with the autograd gradient.
+
+    python -m benchmarks.accuracy --images eval --px 112 --budgets 100,1000,4000
+    python -m benchmarks.accuracy --linear          # linear functions, d = 3072
+
+Methods: every captum_lr preset of captum_lr.presets.PRESETS (except those with
+a fixed sweep), NES, RGF (i.i.d. and orthogonal), a GEEX-style estimator. All
+gradient estimators use the same noise scale, 1e-4 x the input's RMS (GEEX:
+its own 0.3 on channel-shared masks). The explained output is the logit of the
+class the model predicts at this resolution."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from benchmarks import peers
+from benchmarks.common import (
+    base_parser,
+    image_names,
+    load_model,
+    make_task,
+    mean_se,
+    print_table,
+    write_results,
+)
+from captum_lr import LRSaliency
+from captum_lr.metrics import cosine
+from captum_lr.presets import FIXED_SAMPLES, PRESETS, make_estimator
+
+SIGMA_REL = 1e-4
+
+
+def lr_preset(name: str):
+    def run(fn, x, rows, gen, seed):
+        probe = make_estimator(name, n_samples=1)
+        one_sided = probe.queries_for(x) == 2
+        n = rows - 1 if one_sided else rows // 2
+        est = make_estimator(name, n_samples=n, seed=seed, max_batch_size=32)
+        return LRSaliency(fn, est).attribute(x, abs=False)[0]
+
+    return run
+
+
+def methods() -> dict:
+    table = {f"captum_lr:{p}": lr_preset(p) for p in PRESETS if p not in FIXED_SAMPLES}
+
+    def scale(x):
+        return SIGMA_REL * float(x.pow(2).mean().sqrt())
+
+    table["NES"] = lambda fn, x, r, g, s: peers.nes(fn, x, r, scale(x), g)
+    table["RGF"] = lambda fn, x, r, g, s: peers.rgf(fn, x, r, scale(x), g)
+    table["RGF-orth"] = lambda fn, x, r, g, s: peers.rgf(fn, x, r, scale(x), g, True)
+    table["GEEX-style"] = lambda fn, x, r, g, s: peers.geex(fn, x, r, g, path=False)
+    return table
+
+
+def run_images(args) -> dict:
+    torch.manual_seed(args.seed)
+    model = load_model(args.device)
+    budgets = [int(b) for b in args.budgets.split(",")]
+    table = methods()
+    if args.methods:
+        table = {k: v for k, v in table.items() if k in args.methods.split(",")}
+    records = []
+    for name in image_names(args.images):
+        task = make_task(model, name, args.px, args.device)
+        xr = task.x.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(model(xr)[0, task.target], xr)
+        d = grad.numel()
+        for method, fn in table.items():
+            for rows in budgets:
+                gen = torch.Generator().manual_seed(args.seed)
+                task.rows = 0
+                t0 = time.perf_counter()
+                est = fn(task.logit, task.x, rows, gen, args.seed)
+                rec = {
+                    "image": name,
+                    "target": task.target,
+                    "method": method,
+                    "budget": rows,
+                    "rows": task.rows,
+                    "cosine": float(cosine(est.unsqueeze(0), grad)[0]),
+                    "abs_map_cosine": float(
+                        cosine(est.abs().sum(0, keepdim=True).unsqueeze(0), grad.abs().sum(1))[0]
+                    ),
+                    "seconds": time.perf_counter() - t0,
+                    "sqrt_n_over_d": math.sqrt(min(rows, d) / d),
+                }
+                records.append(rec)
+                print(
+                    f"{name:16s} {method:22s} {rows:6d} rows={task.rows:6d} "
+                    f"cos={rec['cosine']:.3f} |map| cos={rec['abs_map_cosine']:.3f}",
+                    flush=True,
+                )
+    headers = ["method"] + [f"cos @ {b}" for b in budgets] + [f"ratio to NES @ {b}" for b in budgets]
+    rows_out = []
+    nes = {b: mean_se([r["cosine"] for r in records if r["method"] == "NES" and r["budget"] == b])[0] for b in budgets} if "NES" in table else {}
+    for method in table:
+        cells, ratios = [], []
+        for b in budgets:
+            m, se = mean_se([r["cosine"] for r in records if r["method"] == method and r["budget"] == b])
+            cells.append(f"{m:.3f} ± {se:.3f}")
+            ratios.append(f"{m / nes[b]:.2f}" if nes else "")
+        rows_out.append([method] + cells + ratios)
+    d = task.x.numel()
+    rows_out.append(["sqrt(n/d)"] + [f"{math.sqrt(min(b, d) / d):.3f}" for b in budgets] + [""] * len(budgets))
+    text = print_table(headers, rows_out)
+    return {"records": records, "table": text, "px": args.px, "images": list(image_names(args.images))}
+
+
+def run_linear(args) -> dict:
+    """Linear functions in d = 3072 against sqrt(n/d) and sqrt(n/(n+d+1))."""
+    d, reps = 3072, 20
+    budgets = [100, 300, 1000, 2000, 3072]
+    gen = torch.Generator().manual_seed(args.seed)
+    w = torch.randn(reps, d, generator=gen, dtype=torch.float64)
+    x = torch.zeros(reps, d, dtype=torch.float64)
+
+    def f(z):
+        return (z * w[: z.shape[0]]).sum(1) if z.shape[0] == reps else None
+
+    records = []
+    designs = {
+        "orthogonal (one-sided)": dict(design="orthogonal", antithetic=False),
+        "gaussian (one-sided)": dict(design="gaussian", antithetic=False),
+        "gaussian (antithetic, n pairs)": dict(design="gaussian", antithetic=True),
+    }
+    for label, kw in designs.items():
+        for n in budgets:
+            from captum_lr import LREstimator
+
+            est = LREstimator(n_samples=n, sigma=1.0, seed=args.seed, max_batch_size=4096, **kw)
+            # one call per replicate row so every row has its own w
+            cs = []
+            for r in range(reps):
+                (g,) = est(lambda z, r=r: z @ w[r], x[r : r + 1])
+                cs.append(float(cosine(g, w[r : r + 1])[0]))
+            m, se = mean_se(cs)
+            theory = math.sqrt(n / d) if "orthogonal" in label else math.sqrt(n / (n + d + 1))
+            records.append({"design": label, "n": n, "cosine": m, "se": se, "theory": theory, "ratio": m / theory})
+    rows_out = [[r["design"], str(r["n"]), f"{r['cosine']:.4f} ± {r['se']:.4f}", f"{r['theory']:.4f}", f"{r['ratio']:.3f}"] for r in records]
+    text = print_table(["design", "n samples", "cosine", "theory", "ratio"], rows_out)
+    return {"records": records, "table": text, "d": d, "replicates": reps}
+
+
+def plot(payload: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = payload["records"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in dict.fromkeys(r["method"] for r in recs):
+        budgets = sorted({r["budget"] for r in recs if r["method"] == method})
+        ys = [mean_se([r["cosine"] for r in recs if r["method"] == method and r["budget"] == b])[0] for b in budgets]
+        ax.plot(budgets, ys, marker="o", label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("forward rows")
+    ax.set_ylabel("cosine with autograd gradient")
+    ax.set_title(f"efficientnet-lite0, {payload['px']} px, {len(payload['images'])} photos")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = base_parser(__doc__)
+    p.add_argument("--budgets", default="100,1000,4000")
+    p.add_argument("--methods", default="", help="comma-separated subset")
+    p.add_argument("--linear", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.linear:
+        payload = run_linear(args)
+        write_results(args.out or "accuracy_linear", payload)
+        return
+    payload = run_images(args)
+    name = args.out or f"accuracy_{args.px}px"
+    write_results(name, payload)
+    plot(payload, write_results.__globals__["RESULTS"] / f"{name}.png")
+
+
+if __name__ == "__main__":
+    main()

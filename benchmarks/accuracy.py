@@ -244,6 +244,8 @@ def main(argv=None) -> None:
     p.add_argument("--budgets", default="100,1000,4000")
     p.add_argument("--methods", default="", help="comma-separated subset")
     p.add_argument("--linear", action="store_true")
+    p.add_argument("--reps", type=int, default=20, help="linear: random functions")
+    p.add_argument("--linear-budgets", default="100,300,1000,2000,3072")
     p.add_argument("--linear-budgets", default="100,300,1000,2000,3072")
     p.add_argument("--reps", type=int, default=20, help="linear functions drawn")
     args = p.parse_args(argv)

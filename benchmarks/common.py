@@ -87,6 +87,30 @@ class Task:
             )
 
 
+def estimator_for_budget(name: str, inputs: torch.Tensor, budget: int, **overrides):
+    """The preset ``name`` with the most n_samples whose call on ``inputs``
+    (e.g. ``n_steps`` copies of the image for IntegratedGradients) sends at most
+    ``budget`` forward rows, by the estimator's own ``queries_for``; presets
+    with a fixed sweep are returned as they are. None if even one sample does
+    not fit."""
+    from captum_lr.presets import FIXED_SAMPLES, make_estimator
+
+    if name in FIXED_SAMPLES:
+        est = make_estimator(name, **overrides)
+        return est if est.queries_for(inputs) <= budget else None
+    lo, hi = 0, max(1, budget)
+    while lo < hi:  # largest n with queries_for <= budget (monotone in n)
+        mid = (lo + hi + 1) // 2
+        if (
+            make_estimator(name, n_samples=mid, **overrides).queries_for(inputs)
+            <= budget
+        ):
+            lo = mid
+        else:
+            hi = mid - 1
+    return make_estimator(name, n_samples=lo, **overrides) if lo else None
+
+
 def make_task(model: torch.nn.Module, name: str, px: int, device: str) -> Task:
     x = load_photo(name, px).to(device)
     with torch.no_grad():
@@ -110,8 +134,11 @@ def machine() -> dict:
                     break
     except OSError:
         pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+    info["gpu"] = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else "none (no GPU was lent for this task; CPU only)"
+    )
     import captum
 
     import captum_lr
@@ -121,15 +148,19 @@ def machine() -> dict:
     return info
 
 
-def write_results(name: str, payload: dict) -> Path:
+def write_results(name: str, payload: dict, module: str | None = None) -> Path:
+    """Writes ``payload`` with the command, machine, versions and date to
+    ``benchmarks/results/<name>.json`` (``name`` may be an absolute path)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    module = module or Path(sys.argv[0]).stem
     payload = {
-        "command": "python -m " + " ".join([f"benchmarks.{name}"] + sys.argv[1:]),
+        "command": " ".join(["python -m", f"benchmarks.{module}"] + sys.argv[1:]),
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         **payload,
     }
     path = RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1))
     return path
 
@@ -167,7 +198,9 @@ def print_table(headers: list[str], rows: list[list[str]]) -> str:
         "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
     ]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    lines += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows
+    ]
     text = "\n".join(lines)
     print(text, flush=True)
     return text

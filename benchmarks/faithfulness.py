@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
+from captum._utils.models.linear_model import SkLearnLasso
 from captum.attr import (
     FeatureAblation,
     IntegratedGradients,
@@ -25,12 +27,12 @@ from captum.attr import (
     Saliency,
     ShapleyValueSampling,
 )
-from captum._utils.models.linear_model import SkLearnLasso
 
 from benchmarks import peers
 from benchmarks.common import (
     base_parser,
     black,
+    estimator_for_budget,
     image_names,
     load_model,
     make_task,
@@ -39,7 +41,6 @@ from benchmarks.common import (
     write_results,
 )
 from captum_lr import (
-    LREstimator,
     LRGradientShap,
     LRIntegratedGradients,
     LRSaliency,
@@ -47,6 +48,7 @@ from captum_lr import (
     make_estimator,
 )
 from captum_lr.metrics import deletion_insertion, mu_fidelity
+from captum_lr.presets import FIXED_SAMPLES, PRESETS
 
 
 def grid_mask(px: int, cells: int) -> torch.Tensor:
@@ -63,55 +65,139 @@ def occlusion_geometry(px: int, rows: int) -> tuple[int, int]:
     return px, px
 
 
-def lr_est(n: int, seed: int) -> LREstimator:
-    return LREstimator(n_samples=max(1, n), seed=seed, max_batch_size=32)
+LR_CLASSES = ("saliency", "ig", "nt", "gradshap")
 
 
-def methods(px: int):
+def lr_methods(px: int, lr_rows: dict) -> dict:
+    """The captum_lr rows: each class with each named preset, n_samples set
+    from the budget by the estimator's ``queries_for`` (a preset with a fixed
+    sweep spends the budget on path steps, noise samples or baselines)."""
+
+    def fit(preset, t, r, s, copies):
+        z = t.x.expand(copies, *t.x.shape[1:])
+        return estimator_for_budget(preset, z, r, seed=s, max_batch_size=32)
+
+    def repeats(preset, t, r, per_copy):
+        if preset not in FIXED_SAMPLES:
+            return per_copy
+        return max(1, r // make_estimator(preset).queries_for(t.x))
+
+    def saliency(preset):
+        def run(t, r, s):
+            est = fit(preset, t, r, s, 1)
+            return None if est is None else LRSaliency(t.prob, est).attribute(t.x)
+
+        return run
+
+    def ig(preset):
+        def run(t, r, s):
+            steps = repeats(preset, t, r, 10)
+            est = fit(preset, t, r, s, steps)
+            if est is None:
+                return None
+            return LRIntegratedGradients(t.prob, estimator=est).attribute(
+                t.x, baselines=blur_baseline(t.x), n_steps=steps
+            )
+
+        return run
+
+    def nt(preset):
+        def run(t, r, s):
+            steps = max(1, repeats(preset, t, r, 20) // 4)
+            est = fit(preset, t, r, s, 4 * steps)
+            if est is None:
+                return None
+            return NoiseTunnel(LRIntegratedGradients(t.prob, estimator=est)).attribute(
+                t.x,
+                nt_samples=4,
+                stdevs=0.1,
+                baselines=blur_baseline(t.x),
+                n_steps=steps,
+            )
+
+        return run
+
+    def gradshap(preset):
+        def run(t, r, s):
+            n = repeats(preset, t, r, 10)
+            est = fit(preset, t, r, s, n)
+            if est is None:
+                return None
+            bases = torch.cat([black(px).unsqueeze(0), blur_baseline(t.x)])
+            return LRGradientShap(t.prob, estimator=est).attribute(
+                t.x, bases, n_samples=n, stdevs=0.0
+            )
+
+        return run
+
+    makers = {
+        "saliency": ("LRSaliency", saliency),
+        "ig": ("LRIntegratedGradients (blur)", ig),
+        "nt": ("NoiseTunnel(LRIntegratedGradients) (blur)", nt),
+        "gradshap": ("LRGradientShap (black, blur)", gradshap),
+    }
+    out = {}
+    for cls, presets in lr_rows.items():
+        label, make = makers[cls]
+        for preset in presets:
+            out[f"{label} [{preset}]"] = make(preset)
+    return out
+
+
+def methods(px: int, lr_rows: dict | None = None) -> dict:
+    """Every method of the table: the captum_lr rows, then the peers."""
+
     def base(task, kind):
         return black(px).unsqueeze(0) if kind == "black" else blur_baseline(task.x)
 
-    m = {}
-    m["LRSaliency (default)"] = lambda t, r, s: LRSaliency(t.prob, lr_est(r - 1, s)).attribute(t.x)
-    m["LRIntegratedGradients (default, black)"] = lambda t, r, s: LRIntegratedGradients(
-        t.prob, estimator=lr_est(r // 10 - 1, s)
-    ).attribute(t.x, baselines=base(t, "black"), n_steps=10)
-    m["NoiseTunnel(LRIntegratedGradients)"] = lambda t, r, s: NoiseTunnel(
-        LRIntegratedGradients(t.prob, estimator=lr_est(r // 20 - 1, s))
-    ).attribute(t.x, nt_samples=4, stdevs=0.1, baselines=base(t, "black"), n_steps=5)
-    m["LRGradientShap (default)"] = lambda t, r, s: LRGradientShap(
-        t.prob, estimator=lr_est(r // 10 - 1, s)
-    ).attribute(t.x, torch.cat([base(t, "black"), base(t, "blur")]), n_samples=10, stdevs=0.0)
-    m["LRIntegratedGradients grid14, blur (preset)"] = lambda t, r, s: LRIntegratedGradients(
-        t.prob, estimator=make_estimator("grid14", seed=s, max_batch_size=32)
-    ).attribute(t.x, baselines=base(t, "blur"), n_steps=max(1, r // 197))
+    m = lr_methods(px, lr_rows or {c: list(PRESETS) for c in LR_CLASSES})
 
     def occlusion(t, r, s):
         w, st = occlusion_geometry(px, r)
         return Occlusion(t.prob).attribute(
-            t.x, sliding_window_shapes=(3, w, w), strides=(3, st, st),
-            baselines=base(t, "black"), perturbations_per_eval=32,
+            t.x,
+            sliding_window_shapes=(3, w, w),
+            strides=(3, st, st),
+            baselines=base(t, "black"),
+            perturbations_per_eval=32,
         )
 
     m["Occlusion (black)"] = occlusion
     m["FeatureAblation (black)"] = lambda t, r, s: FeatureAblation(t.prob).attribute(
-        t.x, baselines=base(t, "black"),
-        feature_mask=grid_mask(px, int(math.sqrt(r - 1))), perturbations_per_eval=32,
+        t.x,
+        baselines=base(t, "black"),
+        feature_mask=grid_mask(px, int(math.sqrt(r - 1))),
+        perturbations_per_eval=32,
     )
-    m["ShapleyValueSampling (black)"] = lambda t, r, s: ShapleyValueSampling(t.prob).attribute(
-        t.x, baselines=base(t, "black"), feature_mask=grid_mask(px, 14),
-        n_samples=max(1, (r - 1) // 197), perturbations_per_eval=32,
+    m["ShapleyValueSampling (black)"] = lambda t, r, s: (
+        None
+        if r < 197
+        else ShapleyValueSampling(t.prob).attribute(
+            t.x,
+            baselines=base(t, "black"),
+            feature_mask=grid_mask(px, 14),
+            n_samples=(r - 1) // 196,
+            perturbations_per_eval=32,
+        )
     )
     for kind in ("black", "blur"):
         m[f"Lime ({kind})"] = lambda t, r, s, k=kind: Lime(
             t.prob, interpretable_model=SkLearnLasso(alpha=1e-4)
         ).attribute(
-            t.x, baselines=base(t, k), feature_mask=grid_mask(px, 14),
-            n_samples=r - 1, perturbations_per_eval=32,
+            t.x,
+            baselines=base(t, k),
+            feature_mask=grid_mask(px, 14),
+            n_samples=r - 1,
+            perturbations_per_eval=32,
         )
-        m[f"KernelShap ({kind})"] = lambda t, r, s, k=kind: KernelShap(t.prob).attribute(
-            t.x, baselines=base(t, k), feature_mask=grid_mask(px, 14),
-            n_samples=r - 1, perturbations_per_eval=32,
+        m[f"KernelShap ({kind})"] = lambda t, r, s, k=kind: KernelShap(
+            t.prob
+        ).attribute(
+            t.x,
+            baselines=base(t, k),
+            feature_mask=grid_mask(px, 14),
+            n_samples=r - 1,
+            perturbations_per_eval=32,
         )
     m["RISE"] = lambda t, r, s: peers.rise(
         t.prob, t.x, r, torch.Generator().manual_seed(s), black(px)
@@ -127,14 +213,18 @@ def references(px: int):
         return lambda z: torch.softmax(task.model(z), 1)[:, task.target]
 
     return {
-        "white-box Saliency": lambda t: Saliency(prob_grad(t)).attribute(t.x.clone().requires_grad_()),
+        "white-box Saliency": lambda t: Saliency(prob_grad(t)).attribute(
+            t.x.clone().requires_grad_()
+        ),
         "white-box IG (black)": lambda t: IntegratedGradients(prob_grad(t)).attribute(
             t.x, baselines=black(px).unsqueeze(0), n_steps=32, internal_batch_size=32
         ),
         "white-box IG (blur)": lambda t: IntegratedGradients(prob_grad(t)).attribute(
             t.x, baselines=blur_baseline(t.x), n_steps=32, internal_batch_size=32
         ),
-        "random ranking": lambda t: torch.rand(t.x.shape, generator=torch.Generator().manual_seed(0)),
+        "random ranking": lambda t: torch.rand(
+            t.x.shape, generator=torch.Generator().manual_seed(0)
+        ),
     }
 
 
@@ -143,12 +233,21 @@ def score(task, attr, px, n_subsets, seed):
     attr = attr.detach()[0].float()
     try:
         c = deletion_insertion(
-            task.probs_batched, x, attr, black(px), blur_baseline(task.x)[0], pixels_per_step=px
+            task.probs_batched,
+            x,
+            attr,
+            black(px),
+            blur_baseline(task.x)[0],
+            pixels_per_step=px,
         )
     except ValueError as err:
         return {"error": str(err)}
     mf = mu_fidelity(
-        task.probs_batched, x, attr, black(px), n_subsets=n_subsets,
+        task.probs_batched,
+        x,
+        attr,
+        black(px),
+        n_subsets=n_subsets,
         generator=torch.Generator().manual_seed(seed),
     )
     return {
@@ -162,50 +261,105 @@ def score(task, attr, px, n_subsets, seed):
 def main(argv=None) -> None:
     p = base_parser(__doc__)
     p.add_argument("--budgets", default="1000,4000")
-    p.add_argument("--methods", default="", help="comma-separated subset")
+    p.add_argument("--methods", default="", help="';'-separated subset of labels")
+    p.add_argument("--presets", default="all", help="captum_lr presets: all or a,b")
+    p.add_argument(
+        "--classes",
+        default=",".join(LR_CLASSES),
+        help="captum_lr classes, each optionally with its own presets: "
+        "saliency,ig,nt=default+grid14,gradshap=default",
+    )
     p.add_argument("--subsets", type=int, default=100, help="MuFidelity subsets")
     args = p.parse_args(argv)
+    presets = list(PRESETS) if args.presets == "all" else args.presets.split(",")
+    lr_rows = {}  # class -> presets; "nt=default+grid14" overrides --presets
+    for item in filter(None, args.classes.split(",")):
+        cls, _, names = item.partition("=")
+        lr_rows[cls] = names.split("+") if names else presets
+    for bad in [c for c in lr_rows if c not in LR_CLASSES] + [
+        n for names in lr_rows.values() for n in names if n not in PRESETS
+    ]:
+        raise SystemExit(f"unknown captum_lr class or preset {bad!r}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = load_model(args.device)
     budgets = [int(b) for b in args.budgets.split(",")]
-    table = methods(args.px)
+    table = methods(args.px, lr_rows)
     if args.methods:
         table = {k: v for k, v in table.items() if k in args.methods.split(";")}
     records = []
+    name_out = args.out or f"faithfulness_{args.px}px"
     for name in image_names(args.images):
         task = make_task(model, name, args.px, args.device)
         for label, fn in references(args.px).items():
-            rec = {"image": name, "method": label, "budget": None, "rows": 0,
-                   **score(task, fn(task), args.px, args.subsets, args.seed)}
+            rec = {
+                "image": name,
+                "method": label,
+                "budget": None,
+                "rows": 0,
+                **score(task, fn(task), args.px, args.subsets, args.seed),
+            }
             records.append(rec)
-            print(name, label, {k: round(v, 3) for k, v in rec.items() if isinstance(v, float)}, flush=True)
+            print(
+                name,
+                label,
+                {k: round(v, 3) for k, v in rec.items() if isinstance(v, float)},
+                flush=True,
+            )
         for label, fn in table.items():
             for rows in budgets:
                 torch.manual_seed(args.seed)
-                import numpy as np
-
                 np.random.seed(args.seed)
                 task.rows = 0
                 t0 = time.perf_counter()
                 attr = fn(task, rows, args.seed)
                 spent, secs = task.rows, time.perf_counter() - t0
-                rec = {"image": name, "method": label, "budget": rows, "rows": spent,
-                       "seconds": secs, **score(task, attr, args.px, args.subsets, args.seed)}
+                if attr is None:  # a fixed sweep larger than this budget
+                    continue
+                rec = {
+                    "image": name,
+                    "method": label,
+                    "budget": rows,
+                    "rows": spent,
+                    "seconds": secs,
+                    **score(task, attr, args.px, args.subsets, args.seed),
+                }
                 records.append(rec)
-                print(name, label, rows, spent, {k: round(v, 3) for k, v in rec.items() if isinstance(v, float)}, flush=True)
-    payload = summarise(records, budgets, args)
-    write_results(args.out or f"faithfulness_{args.px}px", payload)
+                print(
+                    name,
+                    label,
+                    rows,
+                    spent,
+                    {k: round(v, 3) for k, v in rec.items() if isinstance(v, float)},
+                    flush=True,
+                )
+        write_results(name_out, summarise(records, budgets, args), "faithfulness")
+    payload = summarise(records, budgets, args, show=True)
+    write_results(name_out, payload, "faithfulness")
 
 
-def summarise(records, budgets, args) -> dict:
+def summarise(records, budgets, args, show=False) -> dict:
     labels = list(dict.fromkeys(r["method"] for r in records))
-    headers = ["method", "budget", "max rows", "insertion", "deletion", "ins - del", "MuFidelity"]
+    headers = [
+        "method",
+        "budget",
+        "max rows",
+        "insertion",
+        "deletion",
+        "ins - del",
+        "MuFidelity",
+    ]
     out = []
     for label in labels:
-        for b in sorted({r["budget"] for r in records if r["method"] == label}, key=lambda v: v or 0):
-            rs = [r for r in records if r["method"] == label and r["budget"] == b and "error" not in r]
+        for b in sorted(
+            {r["budget"] for r in records if r["method"] == label}, key=lambda v: v or 0
+        ):
+            rs = [
+                r
+                for r in records
+                if r["method"] == label and r["budget"] == b and "error" not in r
+            ]
             if not rs:
                 out.append([label, str(b), "-", "constant map", "", "", ""])
                 continue
@@ -213,10 +367,25 @@ def summarise(records, budgets, args) -> dict:
             for key in ("insertion", "deletion", "ins_minus_del", "mu_fidelity"):
                 m, se = mean_se([r[key] for r in rs])
                 cells.append(f"{m:.3f} ± {se:.3f}")
-            out.append([label, "autograd" if b is None else str(b), str(max(r["rows"] for r in rs))] + cells)
-    text = print_table(headers, out)
-    return {"records": records, "table": text, "px": args.px, "budgets": budgets,
-            "images": list(image_names(args.images)), "mufidelity_subsets": args.subsets}
+            out.append(
+                [
+                    label,
+                    "none (white box)" if b is None else str(b),
+                    str(max(r["rows"] for r in rs)),
+                ]
+                + cells
+            )
+    text = print_table(headers, out) if show else ""
+    images = list(dict.fromkeys(r["image"] for r in records))
+    return {
+        "records": records,
+        "table": text,
+        "px": args.px,
+        "budgets": budgets,
+        "images": images,
+        "complete": images == list(image_names(args.images)),
+        "mufidelity_subsets": args.subsets,
+    }
 
 
 if __name__ == "__main__":

@@ -64,7 +64,9 @@ def geex(fn: Fn, x, rows, gen, sigma=0.3, baseline=None, path=True, batch=32):
     for lo in range(0, pairs, batch // 2):
         m = min(batch // 2, pairs - lo)
         eps = torch.randn(m, 1, h, w, generator=gen)
-        alpha = torch.rand(m, 1, 1, 1, generator=gen) if path else torch.ones(m, 1, 1, 1)
+        alpha = (
+            torch.rand(m, 1, 1, 1, generator=gen) if path else torch.ones(m, 1, 1, 1)
+        )
         p = base + alpha * (x - base)
         f = fn(torch.cat([p + sigma * eps, p - sigma * eps])).double()
         coef = (f[:m] - f[m:]) / (2 * sigma)
@@ -83,11 +85,17 @@ def rise(fn: Fn, x, rows, gen, black, cells=7, p=0.5, batch=32):
     for lo in range(0, rows, batch):
         m = min(batch, rows - lo)
         grid = (torch.rand(m, 1, cells, cells, generator=gen) < p).float()
-        up = torch.nn.functional.interpolate(grid, size=(up_h, up_w), mode="bilinear", align_corners=False)
+        up = torch.nn.functional.interpolate(
+            grid, size=(up_h, up_w), mode="bilinear", align_corners=False
+        )
         dy = torch.randint(0, cell_h, (m,), generator=gen)
         dx = torch.randint(0, cell_w, (m,), generator=gen)
-        idx_r = (dy.view(m, 1, 1, 1) + torch.arange(h).view(1, 1, h, 1)).expand(m, 1, h, up_w)
-        idx_c = (dx.view(m, 1, 1, 1) + torch.arange(w).view(1, 1, 1, w)).expand(m, 1, h, w)
+        idx_r = (dy.view(m, 1, 1, 1) + torch.arange(h).view(1, 1, h, 1)).expand(
+            m, 1, h, up_w
+        )
+        idx_c = (dx.view(m, 1, 1, 1) + torch.arange(w).view(1, 1, 1, w)).expand(
+            m, 1, h, w
+        )
         masks = up.gather(2, idx_r).gather(3, idx_c)
         f = fn(black + (x - black) * masks).double()
         sal += (f.view(m, 1, 1) * masks[:, 0].double()).sum(0)

@@ -455,7 +455,7 @@ class BlackBox:
 
         Returns:
             *Tensor* of shape ``(rows,)`` or ``(rows, ...)``, floating, on the
-            first input's device.
+            first input's device (``(0,)`` for zero rows: nothing is sent).
         """
         if not args:
             raise TypeError("BlackBox needs at least one input tensor.")

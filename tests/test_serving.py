@@ -51,7 +51,10 @@ def server():
 
 @pytest.fixture
 def faulty_server():
-    with ModelServer(faults=FAULTS, delay=0.4) as s:
+    # A "timeout" request is held 2.5 s, past the client's 1.5 s timeout; normal
+    # replies of this tiny model take milliseconds, far below it even on a
+    # loaded machine (a normal reply timing out would be a paid duplicate).
+    with ModelServer(faults=FAULTS, delay=2.5) as s:
         yield s
 
 
@@ -86,7 +89,7 @@ def test_http_attribution_equals_in_process(server):
 def test_faults_change_nothing_and_lose_or_duplicate_no_paid_query(faulty_server):
     x = demo_images(2)
     api = BlackBox(
-        HTTPModelClient(faulty_server.url, timeout=0.2),
+        HTTPModelClient(faulty_server.url, timeout=1.5),
         batch_size=16,
         max_concurrency=3,
         retries=12,

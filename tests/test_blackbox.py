@@ -339,3 +339,15 @@ def test_out_of_range_target_is_a_clear_error():
         LRSaliency(bb, estimator=LREstimator(n_samples=4, seed=0)).attribute(
             torch.rand(2, 4), target=5
         )
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_outputs_follow_the_inputs_device():
+    bb = BlackBox(lambda a: a @ np.ones((a.shape[1], 3)))
+    x = torch.rand(2, 4, device="cuda")
+    out = bb(x)
+    assert out.device == x.device and out.dtype == torch.float32
+    est = LREstimator(n_samples=4, seed=0)
+    attr = LRSaliency(bb, estimator=est).attribute(x, target=1)
+    assert attr.device == x.device

@@ -27,12 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 from torch import Tensor
 
 INPUT_FORMATS = ("tensor", "numpy", "list")
@@ -633,6 +627,17 @@ class BlackBox:
             _as_float_array(numbers, m, where)
             return [a.copy() if isinstance(a, np.ndarray) else a for a in answers]
 
+        try:  # the ``api`` extra; imported here so captum_lr imports without it
+            from tenacity import (
+                Retrying,
+                retry_if_exception_type,
+                stop_after_attempt,
+                wait_exponential,
+            )
+        except ImportError as exc:  # pragma: no cover
+            raise ImportError(
+                "BlackBox retries need tenacity: pip install 'captum-lr[api]'."
+            ) from exc
         retrying = Retrying(
             stop=stop_after_attempt(self.retries + 1),
             wait=wait_exponential(

@@ -9,10 +9,11 @@ import time
 import numpy as np
 import pytest
 import torch
+from captum.attr import NoiseTunnel
 from hypothesis import given
 from hypothesis import strategies as st
 
-from captum_lr import LREstimator, LRIntegratedGradients, LRSaliency
+from captum_lr import LREstimator, LRGradientShap, LRIntegratedGradients, LRSaliency
 from captum_lr.blackbox import (
     BlackBox,
     MalformedResponseError,
@@ -285,7 +286,7 @@ def test_fuzz_conversions(
 
 @pytest.mark.filterwarnings("ignore:Input Tensor 0 has a dtype")
 @given(
-    method=st.sampled_from(["saliency", "ig"]),
+    method=st.sampled_from(["saliency", "ig", "shap", "smoothgrad"]),
     rows=st.integers(1, 3),
     features=st.integers(1, 4),
     dtype=st.sampled_from([torch.float32, torch.float64, torch.int64]),
@@ -312,10 +313,18 @@ def test_fuzz_attribute_arguments(
         lambda a: np.tanh(a @ np.ones((a.shape[1], 3))), batch_size=batch_size
     )
     est = LREstimator(n_samples=4, sigma=0.1, seed=0, max_batch_size=max_batch_size)
-    attr = (LRSaliency if method == "saliency" else LRIntegratedGradients)(
-        bb, estimator=est
-    )
-    kwargs = {"n_steps": n_steps} if method == "ig" else {}
+    kwargs: dict = {}
+    if method == "ig":
+        attr = LRIntegratedGradients(bb, estimator=est)
+        kwargs = {"n_steps": n_steps}
+    elif method == "shap":
+        attr = LRGradientShap(bb, estimator=est)
+        kwargs = {"baselines": torch.zeros(2, features), "n_samples": n_steps}
+    elif method == "smoothgrad":
+        attr = NoiseTunnel(LRSaliency(bb, estimator=est))
+        kwargs = {"nt_samples": n_steps, "nt_type": "smoothgrad"}
+    else:
+        attr = LRSaliency(bb, estimator=est)
     try:
         out = attr.attribute(x, target=target, **kwargs)
     except (ValueError, TypeError) as exc:
@@ -325,7 +334,7 @@ def test_fuzz_attribute_arguments(
         assert target is None and "Target not provided" in str(exc)
         return
     assert out.shape == x.shape and torch.isfinite(out).all()
-    assert bb.queries == len(set(bb._cache.memory))  # every answer cached once
+    assert bb.queries == bb.stats["cached"]  # every paid answer cached once
 
 
 @pytest.mark.xfail(

@@ -284,8 +284,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "slow":
             time.sleep(owner.delay)
-        self._reply(200, body)
+        # Counted as paid when the reply is sent (before the write, so a client
+        # that has its answer always sees it counted).
         owner._count(images)
+        self._reply(200, body)
 
 
 class HTTPModelClient:

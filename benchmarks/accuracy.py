@@ -136,7 +136,7 @@ def summarise(records, budgets, names, args, show=False) -> dict:
         + [f"{math.sqrt(min(b, d) / d):.3f}" for b in budgets]
         + [""] * len(budgets)
     )
-    text = print_table(headers, rows_out) if show else ""
+    text = print_table(headers, rows_out, echo=show)
     images = list(dict.fromkeys(r["image"] for r in records))
     return {
         "records": records,
@@ -246,8 +246,6 @@ def main(argv=None) -> None:
     p.add_argument("--linear", action="store_true")
     p.add_argument("--reps", type=int, default=20, help="linear: random functions")
     p.add_argument("--linear-budgets", default="100,300,1000,2000,3072")
-    p.add_argument("--linear-budgets", default="100,300,1000,2000,3072")
-    p.add_argument("--reps", type=int, default=20, help="linear functions drawn")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

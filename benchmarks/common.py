@@ -192,7 +192,7 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return float(a.mean()), se
 
 
-def print_table(headers: list[str], rows: list[list[str]]) -> str:
+def print_table(headers: list[str], rows: list[list[str]], echo: bool = True) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     lines = [
         "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
@@ -202,7 +202,8 @@ def print_table(headers: list[str], rows: list[list[str]]) -> str:
         "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows
     ]
     text = "\n".join(lines)
-    print(text, flush=True)
+    if echo:
+        print(text, flush=True)
     return text
 
 

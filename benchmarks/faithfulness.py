@@ -40,6 +40,7 @@ from benchmarks.common import (
     print_table,
     write_results,
 )
+from benchmarks.report import plot_faithfulness
 from captum_lr import (
     LRGradientShap,
     LRIntegratedGradients,
@@ -290,6 +291,11 @@ def main(argv=None) -> None:
         table = {k: v for k, v in table.items() if k in args.methods.split(";")}
     records = []
     name_out = args.out or f"faithfulness_{args.px}px"
+
+    def save(payload):
+        path = write_results(name_out, payload, "faithfulness")
+        plot_faithfulness(payload, path.with_suffix(".png"))
+
     for name in image_names(args.images):
         task = make_task(model, name, args.px, args.device)
         for label, fn in references(args.px).items():
@@ -334,9 +340,8 @@ def main(argv=None) -> None:
                     {k: round(v, 3) for k, v in rec.items() if isinstance(v, float)},
                     flush=True,
                 )
-        write_results(name_out, summarise(records, budgets, args), "faithfulness")
-    payload = summarise(records, budgets, args, show=True)
-    write_results(name_out, payload, "faithfulness")
+        save(summarise(records, budgets, args))
+    save(summarise(records, budgets, args, show=True))
 
 
 def summarise(records, budgets, args, show=False) -> dict:
@@ -375,7 +380,7 @@ def summarise(records, budgets, args, show=False) -> dict:
                 ]
                 + cells
             )
-    text = print_table(headers, out) if show else ""
+    text = print_table(headers, out, echo=show)
     images = list(dict.fromkeys(r["image"] for r in records))
     return {
         "records": records,

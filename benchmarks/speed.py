@@ -26,6 +26,7 @@ from benchmarks.common import (
     print_table,
     write_results,
 )
+from benchmarks.report import plot_speed
 from captum_lr import LREstimator, LRSaliency
 
 
@@ -165,16 +166,16 @@ def main(argv=None) -> None:
             for m in memory
         ],
     )
-    write_results(
-        args.out or f"speed_{args.device.split(':')[0]}_{args.px}px",
-        {
-            "records": records,
-            "memory": memory,
-            "table": speed + "\n\n" + mem,
-            "px": args.px,
-        },
-        "speed",
+    payload = {
+        "records": records,
+        "memory": memory,
+        "table": speed + "\n\n" + mem,
+        "px": args.px,
+    }
+    path = write_results(
+        args.out or f"speed_{args.device.split(':')[0]}_{args.px}px", payload, "speed"
     )
+    plot_speed(json.loads(path.read_text()), path.with_suffix(".png"))
 
 
 argparse_hidden = "internal: measure peak memory for n_samples,batch in this process"

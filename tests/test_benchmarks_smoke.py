@@ -116,6 +116,11 @@ def test_faithfulness_smoke(tmp_path):
     assert all(r["rows"] <= 60 for r in data["records"] if r["budget"])
     # grid14's sweep (197 rows) does not fit in 60: skipped, never overspent
     assert "LRSaliency [grid14]" not in got
+    assert out.with_suffix(".png").exists()
+    from benchmarks.report import digest
+
+    text = digest(tmp_path)
+    assert "## faith" in text and data["command"] in text
 
 
 def test_speed_smoke(tmp_path):
@@ -140,3 +145,4 @@ def test_speed_smoke(tmp_path):
     )
     data = read(out.with_suffix(".json"))
     assert len(data["records"]) == 2 and len(data["memory"]) == 2
+    assert out.with_suffix(".png").exists()

@@ -2,6 +2,7 @@ r"""The likelihood-ratio gradient estimator: a drop-in ``gradient_func``."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -337,7 +338,10 @@ class LREstimator:
                 ]
             ).cpu()
             shapes = tuple(tuple(t.shape) for t in inputs)
-            call_seed = hash((self.seed, shapes, tuple(stats.flatten().tolist())))
+            # hashlib, not hash(): the seed must be the same in every process so
+            # that re-running an attribution re-sends the same (cached) queries.
+            key = repr((self.seed, shapes, stats.flatten().tolist())).encode()
+            call_seed = int.from_bytes(hashlib.sha256(key).digest()[:8], "little")
             call_seed %= 2**62
         return torch.Generator(device=device).manual_seed(call_seed)
 

@@ -55,6 +55,14 @@ def _normalise_target(target: TargetType, batch_size: int) -> TargetType:
     )
 
 
+def _describe(target: Any) -> str:
+    if isinstance(target, Tensor):
+        return f"tensor of shape {tuple(target.shape)} (max {int(target.max())})"
+    if isinstance(target, list) and len(target) > 4:
+        return f"list {target[:4]}..."
+    return repr(target)
+
+
 def _rows_of(value: Any, batch_size: int, rows: Tensor) -> Any:
     """Selects ``rows`` of a per-row target or forward argument."""
     if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch_size:
@@ -187,7 +195,14 @@ class QueryRunner:
             )
         if not (out.dtype.is_floating_point or out.dtype == torch.bool):
             out = out.to(torch.float32)
-        selected = _select_targets(out, target)
+        try:
+            selected = _select_targets(out, target)
+        except (IndexError, RuntimeError) as exc:
+            raise ValueError(
+                f"target {_describe(target)} does not index the forward output of "
+                f"shape {tuple(out.shape)} (one row per input row); pick class "
+                "indices within the output's width."
+            ) from exc
         selected = selected.reshape(m, -1)
         assert selected.shape[1] == 1, MULTIPLE_OUTPUTS_MESSAGE
         score = selected[:, 0].to(self.layout.device, self.layout.dtype)

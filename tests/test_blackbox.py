@@ -337,11 +337,6 @@ def test_fuzz_attribute_arguments(
     assert bb.queries == bb.stats["cached"]  # every paid answer cached once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="queries.py does not check target indices against the output width: "
-    "torch raises IndexError/RuntimeError (lead: raise ValueError in QueryRunner)",
-)
 def test_out_of_range_target_is_a_clear_error():
     bb = BlackBox(lambda a: a @ np.ones((a.shape[1], 3)))
     with pytest.raises((ValueError, TypeError)):

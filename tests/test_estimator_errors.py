@@ -182,3 +182,34 @@ def test_outputs_on_another_device_are_moved_to_the_inputs_device():
     x = torch.randn(2, 10, device="cuda")
     (g,) = LREstimator(n_samples=4)(lambda z: z.sum(1).cpu(), x)
     assert g.device.type == "cuda"
+
+
+def test_out_of_range_targets_are_value_errors():
+    x = torch.randn(2, 4)
+    with pytest.raises(ValueError, match="does not index the forward output"):
+        LREstimator(n_samples=4)(lin, x, 5)
+    with pytest.raises(ValueError, match="does not index the forward output"):
+        LREstimator(n_samples=4)(lin, x, torch.tensor([0, 7]))
+
+
+def test_seed_is_the_same_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from captum_lr import LREstimator;"
+        "x = torch.arange(40.).view(2, 20);"
+        "g = LREstimator(n_samples=3, seed=5)(lambda z: z.sum(1) + z[:, 0] ** 2, x)[0];"
+        "print(repr(g.flatten().tolist()))"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": str(h), "PATH": ""},
+        ).stdout
+        for h in (1, 2)
+    ]
+    assert runs[0] == runs[1] and runs[0].startswith("[")

@@ -7,6 +7,14 @@ from captum_lr.attr import (
     LRSaliency,
 )
 from captum_lr.baselines import blur_baseline
+from captum_lr.blackbox import (
+    BlackBox,
+    MalformedResponseError,
+    PermanentError,
+    QueryBudgetExceeded,
+    TransientError,
+)
+from captum_lr.budget import estimate_queries
 from captum_lr.estimator import (
     ConstantOutputWarning,
     LREstimator,
@@ -19,6 +27,12 @@ from captum_lr.uncertainty import attribute_with_stderr, samples_for_cosine
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlackBox",
+    "MalformedResponseError",
+    "PermanentError",
+    "QueryBudgetExceeded",
+    "TransientError",
+    "estimate_queries",
     "ConstantOutputWarning",
     "Grid",
     "GroupPrior",

@@ -52,9 +52,13 @@ def _check_map(attribution: Tensor, image: Tensor) -> Tensor:
         )
     if not torch.isfinite(attribution).all():
         raise ValueError("the attribution contains NaN or Inf.")
-    if attribution.dim() == 3:
-        return attribution.sum(0)
-    return attribution
+    saliency = attribution.sum(0) if attribution.dim() == 3 else attribution
+    if saliency.max() == saliency.min():
+        raise ValueError(
+            "the attribution is constant: it ranks no pixel above another (an "
+            "all-zero map?); check the method before scoring it."
+        )
+    return saliency
 
 
 def deletion_insertion(
@@ -92,11 +96,6 @@ def deletion_insertion(
         >>> c.insertion_auc - c.deletion_auc
     """
     saliency = _check_map(attribution, image)
-    if saliency.max() == saliency.min():
-        raise ValueError(
-            "the attribution is constant: it ranks no pixel above another (an "
-            "all-zero map?); check the method before scoring it."
-        )
     if pixels_per_step < 1:
         raise ValueError(f"pixels_per_step must be positive, got {pixels_per_step}.")
     h, w = image.shape[-2:]
@@ -156,7 +155,12 @@ def mu_fidelity(
         batch_size (int, optional): Most images per call. Default: 64
 
     Returns:
-        *float*: the correlation, in [-1, 1] (higher is better).
+        *float*: the correlation, in [-1, 1] (higher is better). A constant
+        attribution raises ``ValueError`` (its correlation is undefined).
+
+    Examples::
+
+        >>> mu_fidelity(prob_of(t), x[0], attr[0], black, generator=gen)
     """
     saliency = _check_map(attribution, image)
     h, w = image.shape[-2:]

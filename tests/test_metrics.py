@@ -61,6 +61,8 @@ def test_constant_and_bad_maps_are_rejected():
     x = torch.ones(1, 3, 3)
     with pytest.raises(ValueError, match="constant"):
         deletion_insertion(additive(x), x, torch.zeros(1, 3, 3), x * 0, x * 0, 1)
+    with pytest.raises(ValueError, match="constant"):
+        mu_fidelity(additive(x), x, torch.ones(1, 3, 3), x * 0, grid=3)
     with pytest.raises(ValueError, match="NaN"):
         deletion_insertion(additive(x), x, torch.full((1, 3, 3), math.nan), x, x, 1)
     with pytest.raises(ValueError, match="shape"):

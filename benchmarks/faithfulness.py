@@ -344,6 +344,17 @@ def main(argv=None) -> None:
     save(summarise(records, budgets, args, show=True))
 
 
+def family(label: str) -> str:
+    """captum_lr, captum / RISE peer, other black box, or reference."""
+    if label.startswith(("LR", "NoiseTunnel(LR")):
+        return "captum_lr"
+    if label.startswith("GEEX"):
+        return "GEEX-style"
+    if label.startswith(("white-box", "random")):
+        return label
+    return "Captum / RISE"
+
+
 def summarise(records, budgets, args, show=False) -> dict:
     labels = list(dict.fromkeys(r["method"] for r in records))
     headers = [
@@ -354,8 +365,10 @@ def summarise(records, budgets, args, show=False) -> dict:
         "deletion",
         "ins - del",
         "MuFidelity",
+        "photos scored",
     ]
     out = []
+    best: dict = {}  # (family, budget) -> (mean ins - del, label)
     for label in labels:
         for b in sorted(
             {r["budget"] for r in records if r["method"] == label}, key=lambda v: v or 0
@@ -365,8 +378,9 @@ def summarise(records, budgets, args, show=False) -> dict:
                 for r in records
                 if r["method"] == label and r["budget"] == b and "error" not in r
             ]
+            n_all = sum(r["method"] == label and r["budget"] == b for r in records)
             if not rs:
-                out.append([label, str(b), "-", "constant map", "", "", ""])
+                out.append([label, str(b), "-", "constant map", "", "", "", "0"])
                 continue
             cells = []
             for key in ("insertion", "deletion", "ins_minus_del", "mu_fidelity"):
@@ -375,12 +389,29 @@ def summarise(records, budgets, args, show=False) -> dict:
             out.append(
                 [
                     label,
-                    "none (white box)" if b is None else str(b),
+                    "none" if b is None else str(b),
                     str(max(r["rows"] for r in rs)),
                 ]
                 + cells
+                + [f"{len(rs)}/{n_all}"]
             )
+            key = (family(label), b)
+            m = mean_se([r["ins_minus_del"] for r in rs])[0]
+            if len(rs) == n_all and (key not in best or m > best[key][0]):
+                best[key] = (m, label)
     text = print_table(headers, out, echo=show)
+    text += "\n\nBest insertion - deletion per family (rows scored on every photo):\n"
+    text += print_table(
+        ["family", "budget", "best ins - del", "method"],
+        [
+            [f, "none" if b is None else str(b), f"{m:.3f}", label]
+            for (f, b), (m, label) in sorted(
+                best.items(), key=lambda kv: (kv[0][1] or 0, kv[0][0])
+            )
+        ]
+        or [["-", "-", "-", "-"]],
+        echo=show,
+    )
     images = list(dict.fromkeys(r["image"] for r in records))
     return {
         "records": records,

@@ -106,7 +106,7 @@ def main(argv=None) -> None:
         data = json.loads(path.read_text())
         if path.stem.startswith("faithfulness"):
             plot_faithfulness(data, path.with_suffix(".png"))
-        elif path.stem.startswith("speed"):
+        elif path.stem.startswith("speed") and data["records"]:
             plot_speed(data, path.with_suffix(".png"))
     (RESULTS / "TABLES.md").write_text(digest())
     print((RESULTS / "TABLES.md").read_text())

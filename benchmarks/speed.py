@@ -65,18 +65,48 @@ def lr_seconds(model, task, rows, batch, device) -> float:
     return time.perf_counter() - t0
 
 
+def _rss_mb() -> float:
+    """Current resident set size of this process (Linux /proc), in MB."""
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
 def peak_memory_child(px: int, n_samples: int, batch: int, device: str) -> None:
+    """In a fresh process: the peak resident set above the level just before
+    the attribution (sampled every 2 ms by a thread), and ru_maxrss."""
+    import threading
+
     model = load_model(device)
     task = make_task(model, "astronaut", px, device)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    explainer = LRSaliency(
+        task.logit, LREstimator(n_samples=n_samples, max_batch_size=batch, seed=0)
+    )
+    LRSaliency(task.logit, LREstimator(n_samples=4, max_batch_size=batch)).attribute(
+        task.x
+    )  # warm-up: allocator, kernels
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    LRSaliency(
-        task.logit, LREstimator(n_samples=n_samples, max_batch_size=batch, seed=0)
-    ).attribute(task.x)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = {"rss_growth_mb": (after - before) / 1024, "peak_rss_mb": after / 1024}
+    start = _rss_mb()
+    peak = [start]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            done.wait(0.002)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    explainer.attribute(task.x)
+    done.set()
+    thread.join()
+    peak[0] = max(peak[0], _rss_mb())
+    out = {
+        "rss_growth_mb": peak[0] - start,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     if device.startswith("cuda"):
         out["cuda_peak_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
     print(json.dumps(out))
@@ -99,7 +129,7 @@ def main(argv=None) -> None:
     task = make_task(model, "astronaut", args.px, args.device)
     records = []
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
-        for rows in [int(r) for r in args.budgets.split(",")]:
+        for rows in [int(r) for r in args.budgets.split(",") if r]:
             raw = raw_forward_seconds(model, task.x, rows, batch, args.device)
             lr = lr_seconds(model, task, rows, batch, args.device)
             records.append(
@@ -123,7 +153,8 @@ def main(argv=None) -> None:
                 f"{r['ratio']:.2f}",
             ]
             for r in records
-        ],
+        ]
+        or [["-", "-", "-", "-", "-"]],
     )
     memory = []
     for n in [int(v) for v in args.memory_samples.split(",")]:
@@ -151,7 +182,7 @@ def main(argv=None) -> None:
         [
             "n_samples",
             "max_batch_size",
-            "RSS growth during attribute (MB)",
+            "peak RSS above start during attribute (MB)",
             "peak RSS (MB)",
         ]
         + (["CUDA peak (MB)"] if args.device.startswith("cuda") else []),
@@ -175,7 +206,8 @@ def main(argv=None) -> None:
     path = write_results(
         args.out or f"speed_{args.device.split(':')[0]}_{args.px}px", payload, "speed"
     )
-    plot_speed(json.loads(path.read_text()), path.with_suffix(".png"))
+    if records:
+        plot_speed(json.loads(path.read_text()), path.with_suffix(".png"))
 
 
 argparse_hidden = "internal: measure peak memory for n_samples,batch in this process"

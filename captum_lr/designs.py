@@ -87,16 +87,21 @@ class Blocks(Support):
     def masks(self, rows: Tensor, generator: torch.Generator) -> Tensor:
         m = rows.shape[0]
         device = self.layout.device
-        parts = []
+        n_dims = sum(len(extent) for extent in self.extents)
+        # one draw per pair, so the positions do not depend on how pairs are
+        # split into forward batches
+        uniform = torch.rand((m, n_dims), generator=generator, device=device)
+        parts, column = [], 0
         for shape, extent in zip(self.layout.shapes, self.extents):
             k = len(extent)
             mask = torch.ones((m,) + (1,) * len(shape), dtype=torch.bool, device=device)
             for t, b in enumerate(extent):
                 axis = len(shape) - k + t
                 size = shape[axis]
-                start = torch.randint(
-                    -b + 1, size, (m, 1), generator=generator, device=device
-                )
+                positions = size + b - 1  # starts -b+1 .. size-1
+                start = (uniform[:, column : column + 1] * positions).long() - b + 1
+                start = start.clamp_(max=size - 1)
+                column += 1
                 idx = torch.arange(size, device=device).unsqueeze(0)
                 inside = (idx >= start) & (idx < start + b)
                 view = [m] + [1] * len(shape)
@@ -201,6 +206,11 @@ class SamplingPlan:
         self.space = space
         self.support = support
         self.generator = generator
+        # Block positions get their own stream, so that the noise and the
+        # positions of a pair do not depend on how pairs are batched.
+        self.support_generator = torch.Generator(device=space.device).manual_seed(
+            int(torch.randint(0, 2**62, (1,), generator=generator, device=space.device))
+        )
         if design == "auto":
             if d <= n_samples:
                 design, n_samples = "coordinate", d
@@ -258,7 +268,7 @@ class SamplingPlan:
         m, d = rows.shape[0], self.space.dim
         dtype, device = self.space.dtype, self.space.device
         if self.design == "gaussian":
-            mask = self.support.masks(rows, self.generator)
+            mask = self.support.masks(rows, self.support_generator)
             u = torch.randn(
                 (m, d), generator=self.generator, device=device, dtype=dtype
             )

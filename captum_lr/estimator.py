@@ -453,9 +453,10 @@ class LREstimator:
         if unchanged > 0.5:
             warnings.warn(
                 f"{unchanged:.0%} of the perturbed queries returned exactly the "
-                "unperturbed output, so the gradient estimate is mostly 0: sigma "
-                "is too small for this model (quantised inputs or outputs, hard "
-                "labels, rounded API outputs); raise sigma.",
+                "unperturbed output and carry no information about the gradient, "
+                "so the estimate is noisy (0 where no query moved): sigma is small "
+                "for this model (quantised inputs or outputs, hard labels, rounded "
+                "API outputs); raise sigma.",
                 ConstantOutputWarning,
                 stacklevel=2,
             )

@@ -12,6 +12,10 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# One torch thread: the suite runs notebooks' kernels and server threads beside
+# it on 2 cores, where oversubscribed torch threads are many times slower.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything():

@@ -249,3 +249,27 @@ def test_unseeded_estimator_follows_torch_manual_seed():
     g2 = LREstimator(n_samples=5)(f, x)[0]
     g3 = LREstimator(n_samples=5)(f, x)[0]
     assert torch.equal(g1, g2) and not torch.equal(g1, g3)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(design="gaussian", block=(2, 3)),
+        dict(design="gaussian", feature_mask=torch.arange(48).view(3, 4, 4) // 5),
+        dict(design="orthogonal"),
+        dict(design="gaussian", antithetic=True),
+    ],
+)
+def test_seeded_results_do_not_depend_on_max_batch_size(kwargs):
+    w = torch.randn(3, 4, 4, dtype=torch.float64)
+
+    def f(x):
+        return torch.tanh((x * w).flatten(1).sum(1))
+
+    x = torch.randn(3, 3, 4, 4, dtype=torch.float64)
+    outs = [
+        LREstimator(n_samples=20, seed=0, max_batch_size=b, **kwargs)(f, x)[0]
+        for b in (1, 7, 64)
+    ]
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(outs[0], outs[2], rtol=1e-12, atol=1e-12)

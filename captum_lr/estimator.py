@@ -20,9 +20,11 @@ from captum_lr.designs import (
     FeatureGroups,
     SamplingPlan,
     Support,
+    image_channels,
+    resolve_design,
 )
 from captum_lr.layout import InputLayout
-from captum_lr.priors import BoundPrior, GroupPrior
+from captum_lr.priors import BoundPrior, GroupPrior, SharedChannels
 from captum_lr.queries import QueryRunner
 
 AUTO_SIGMA = {"coordinate": 1e-2, "random": 1e-4}
@@ -60,7 +62,12 @@ class LREstimator:
 
     When a row has at most ``n_samples`` coordinates, the default design sweeps
     each coordinate once (central finite differences), which is exact up to
-    O(sigma^2): small tabular models get the true gradient.
+    O(sigma^2): small tabular models get the true gradient. Otherwise it uses
+    orthonormal directions (expected cosine ``sqrt(n/d)`` with a linear
+    gradient, exact at ``n = d``); for ``(C, H, W)`` images, ordered coarse to
+    fine: channel-shared directions first, so that fewer than ``H W`` samples
+    estimate the channel-mean gradient (:meth:`project`) from a ``C``-th of the
+    coordinates (see :mod:`captum_lr.designs`).
 
     Args:
 
@@ -95,8 +102,9 @@ class LREstimator:
                     equal values forming a group); each sample perturbs one group.
                     Exclusive with ``block``.
                     Default: None
-        design (str, optional): ``"auto"``, ``"gaussian"``, ``"orthogonal"`` or
-                    ``"coordinate"``; see :mod:`captum_lr.designs`.
+        design (str, optional): ``"auto"``, ``"gaussian"``, ``"orthogonal"``,
+                    ``"orthogonal-channels"`` or ``"coordinate"``; see
+                    :mod:`captum_lr.designs`.
                     Default: ``"auto"``
         antithetic (bool, optional): Evaluate each sample at ``x + sigma u`` and
                     ``x - sigma u`` (bias O(sigma^2), two rows per sample), or at
@@ -140,6 +148,14 @@ class LREstimator:
                     call, the standard error of each coordinate's estimate (inf
                     where fewer than two samples perturbed it; 0 for a complete
                     orthogonal set, which is exact for linear functions).
+        last_design (str): The design the last call used (what ``"auto"``
+                    resolved to).
+        last_contrast_scale (Tensor): For the ``"orthogonal-channels"`` design,
+                    per row of the last call, the factor of the gradient's
+                    channel contrasts in the estimate's expectation: 1 where
+                    the row sampled all directions in proportion (unbiased for
+                    the gradient), below 1 where it spent its samples on the
+                    channel-shared ones (see :meth:`project`); None otherwise.
 
     Examples::
 
@@ -227,6 +243,8 @@ class LREstimator:
         self.queries = 0
         self.last_coverage: tuple[Tensor, ...] | None = None
         self.last_stderr: tuple[Tensor, ...] | None = None
+        self.last_design: str | None = None
+        self.last_contrast_scale: Tensor | None = None
 
     def __repr__(self) -> str:
         return (
@@ -238,11 +256,14 @@ class LREstimator:
 
     def _plan_shape(self, layout: InputLayout) -> tuple[int, bool]:
         """Samples per row and whether they are antithetic, for this layout."""
-        k = self._bind_prior(layout).space.dim if self.prior else layout.dim
-        sweep = self.design == "coordinate" or (
-            self.design == "auto" and k <= self.n_samples
+        if self.prior is not None:
+            k, channels = self._bind_prior(layout).space.dim, None
+        else:
+            k, channels = layout.dim, image_channels(layout)
+        design, n = resolve_design(
+            self.design, self._support(layout), k, self.n_samples, channels
         )
-        n = k if self.design == "auto" and k <= self.n_samples else self.n_samples
+        sweep = design == "coordinate"
         antithetic = sweep if self.antithetic is None else self.antithetic
         return n, antithetic
 
@@ -272,7 +293,11 @@ class LREstimator:
     ) -> tuple[Tensor, ...]:
         r"""
         What this estimator estimates of a gradient: its projection onto the
-        prior's subspace (the gradient itself without a prior).
+        prior's subspace; for the ``"orthogonal-channels"`` design (the default
+        for ``(C, H, W)`` images), per row as its probes decided in the last
+        call (:attr:`last_contrast_scale`): the channel-mean gradient plus
+        that scale times the rest (the gradient itself where it is 1);
+        otherwise the gradient itself.
 
         Args:
 
@@ -286,12 +311,28 @@ class LREstimator:
         """
         grads = _as_tuple(gradients)
         layout = InputLayout(_as_tuple(inputs))
-        if self.prior is None:
-            return grads
-        flat = layout.flatten(grads)
-        return layout.split(
-            self._bind_prior(layout).project(flat), [g.dtype for g in grads]
-        )
+        dtypes = [g.dtype for g in grads]
+        if self.prior is not None:
+            bound = self._bind_prior(layout)
+        else:
+            channels = image_channels(layout)
+            design, n = resolve_design(
+                self.design, self._support(layout), layout.dim, self.n_samples, channels
+            )
+            if design != "orthogonal-channels" or n >= layout.dim:
+                return grads
+            scale = self.last_contrast_scale
+            if scale is None or scale.shape[0] != layout.batch_size:
+                raise ValueError(
+                    "with the 'orthogonal-channels' design what is estimated "
+                    "depends on each row's probes: call the estimator on these "
+                    "inputs first, then project."
+                )
+            flat = layout.flatten(grads)
+            mean = SharedChannels().bind(layout).project(flat)
+            scale = scale.to(flat.device, flat.dtype).unsqueeze(1)
+            return layout.split(mean + scale * (flat - mean), dtypes)
+        return layout.split(bound.project(layout.flatten(grads)), dtypes)
 
     def _bind_prior(self, layout: InputLayout) -> BoundPrior:
         assert self.prior is not None
@@ -398,7 +439,9 @@ class LREstimator:
             prior.space if prior is not None else layout.space,
             self.n_samples,
             self._generator(inputs, device),
+            layout=None if prior is not None else layout,
         )
+        self.last_design = plan.design
         sigmas = self._sigmas(inputs, layout, plan.design)
         if prior is not None:
             sigmas = prior.group_mean(sigmas)
@@ -410,23 +453,28 @@ class LREstimator:
         def zeros() -> Tensor:
             return torch.zeros((batch, k), device=device, dtype=layout.dtype)
 
-        numerator = zeros()
+        # one running sum per stratum of the design (rows of stratum l at l*batch)
+        levels = plan.levels
+        numerator = torch.zeros((levels * batch, k), device=device, dtype=layout.dtype)
+        squares = torch.zeros_like(numerator) if self.track_stderr else None
         weights = zeros() if plan.weighted else None
-        squares = zeros() if self.track_stderr else None
+        energy = torch.zeros(levels * batch, device=device, dtype=layout.dtype)
         moved = torch.zeros((), dtype=torch.long, device=device)
-        chunk = max(1, self.max_batch_size // rows_per_pair)
         total = n * batch
+        probe_end = plan.probe_samples * batch
         bar = tqdm(
             total=total * rows_per_pair,
             disable=not self.show_progress,
             desc="LR queries",
             unit="row",
         )
-        for start in range(0, total, chunk):
-            pairs = torch.arange(start, min(start + chunk, total))
+        chunk = max(1, self.max_batch_size // rows_per_pair)
+        for start, stop in _chunks(total, chunk, probe_end):
+            pairs = torch.arange(start, stop)
             rows_cpu = pairs % batch
             rows = rows_cpu.to(device, non_blocking=True)
-            u, w = plan.draw((pairs // batch).to(device, non_blocking=True), rows)
+            samples = (pairs // batch).to(device, non_blocking=True)
+            u, w = plan.draw(samples, rows)
             step = u * sigmas
             if prior is not None:
                 step = prior.expand(step)
@@ -440,12 +488,17 @@ class LREstimator:
             else:
                 delta = runner(base + step, rows_cpu) - f0.index_select(0, rows)
             moved += (delta != 0).sum()
+            level = plan.level(samples, rows)
+            slot = rows if level is None else rows + level * batch
             contribution = u * delta.unsqueeze(1)
-            numerator.index_add_(0, rows, contribution)
+            numerator.index_add_(0, slot, contribution)
+            energy.index_add_(0, slot, delta.to(layout.dtype).square())
             if squares is not None:
-                squares.index_add_(0, rows, contribution.square())
+                squares.index_add_(0, slot, contribution.square())
             if weights is not None:
                 weights.index_add_(0, rows, w)
+            if stop == probe_end:
+                plan.adapt(energy.view(levels, batch))
             bar.update(rows.shape[0] * rows_per_pair)
         bar.close()
         runner.check_finite()
@@ -461,15 +514,25 @@ class LREstimator:
                 stacklevel=2,
             )
 
-        counts = weights if weights is not None else torch.full_like(numerator, n)
-        covered = counts > 0
-        safe = counts.clamp_min(1e-30)
-        grads = torch.where(covered, numerator / safe, 0.0) / sigmas
+        if levels > 1:
+            grads, var = plan.strata.combine(numerator, squares)
+            counts = torch.full_like(grads, n)
+            covered = counts > 0
+            grads = grads / sigmas
+            self.last_contrast_scale = plan.strata.contrast_scale()
+        else:
+            counts = weights if weights is not None else torch.full_like(numerator, n)
+            covered = counts > 0
+            safe = counts.clamp_min(1e-30)
+            grads = torch.where(covered, numerator / safe, 0.0) / sigmas
+            self.last_contrast_scale = None
         if squares is not None:
-            spread = (squares / safe - (numerator / safe).square()).clamp_min(0)
-            var = spread * counts / (counts - 1).clamp_min(1e-30) / safe
-            var = var * plan.finite_population / sigmas.square()
-            stderr = torch.where(counts > 1.5, var.sqrt(), torch.inf)
+            if levels == 1:
+                spread = (squares / safe - (numerator / safe).square()).clamp_min(0)
+                var = spread * counts / (counts - 1).clamp_min(1e-30) / safe
+                var = var * plan.finite_population
+                var = torch.where(counts > 1.5, var, torch.inf)
+            stderr = (var / sigmas.square()).sqrt()
         n_missed = int((~covered).sum().item()) if weights is not None else 0
         if n_missed:
             warnings.warn(
@@ -486,6 +549,18 @@ class LREstimator:
         self.last_coverage = layout.split(counts)
         self.last_stderr = layout.split(stderr) if squares is not None else None
         return layout.split(grads, dtypes)
+
+
+def _chunks(total: int, size: int, cut: int):
+    """``(start, stop)`` ranges of at most ``size`` pairs, one of them ending at
+    ``cut`` (where the design adapts)."""
+    start = 0
+    while start < total:
+        stop = min(start + size, total)
+        if start < cut < stop:
+            stop = cut
+        yield start, stop
+        start = stop
 
 
 def _as_tuple(inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:

@@ -12,8 +12,12 @@ from captum_lr.estimator import LREstimator
 from captum_lr.priors import Grid, SharedChannels
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The package default: see LREstimator.
+    # The package default: see LREstimator (for RGB images: channel-stratified
+    # orthogonal directions, design="orthogonal-channels").
     "default": {},
+    # Orthogonal directions over all coordinates (the default before 0.2 and
+    # for non-image inputs): expected cosine sqrt(n/d), no prior.
+    "orthogonal": {"design": "orthogonal"},
     # The paper's plain likelihood-ratio estimator: i.i.d. Gaussian noise on the
     # whole input, f(x) as the control variate.
     "paper-lr": {"design": "gaussian", "antithetic": False},

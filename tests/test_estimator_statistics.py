@@ -258,6 +258,8 @@ def test_unseeded_estimator_follows_torch_manual_seed():
         dict(design="gaussian", feature_mask=torch.arange(48).view(3, 4, 4) // 5),
         dict(design="orthogonal"),
         dict(design="gaussian", antithetic=True),
+        dict(design="orthogonal-channels"),
+        dict(design="orthogonal-channels", n_samples=40),  # with probes
     ],
 )
 def test_seeded_results_do_not_depend_on_max_batch_size(kwargs):
@@ -267,9 +269,9 @@ def test_seeded_results_do_not_depend_on_max_batch_size(kwargs):
         return torch.tanh((x * w).flatten(1).sum(1))
 
     x = torch.randn(3, 3, 4, 4, dtype=torch.float64)
+    kwargs = {"n_samples": 20, **kwargs}
     outs = [
-        LREstimator(n_samples=20, seed=0, max_batch_size=b, **kwargs)(f, x)[0]
-        for b in (1, 7, 64)
+        LREstimator(seed=0, max_batch_size=b, **kwargs)(f, x)[0] for b in (1, 7, 64)
     ]
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(outs[0], outs[2], rtol=1e-12, atol=1e-12)

@@ -15,7 +15,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The package default: see LREstimator (for RGB images: channel-stratified
     # orthogonal directions, design="orthogonal-channels").
     "default": {},
-    # Orthogonal directions over all coordinates (the default before 0.2 and
+    # Orthogonal directions over all coordinates (the previous default, and
     # for non-image inputs): expected cosine sqrt(n/d), no prior.
     "orthogonal": {"design": "orthogonal"},
     # The paper's plain likelihood-ratio estimator: i.i.d. Gaussian noise on the

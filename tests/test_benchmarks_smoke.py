@@ -121,6 +121,15 @@ def test_faithfulness_smoke(tmp_path):
 
     text = digest(tmp_path)
     assert "## faith" in text and data["command"] in text
+    from benchmarks.report import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nend\n")
+    update_readme(readme, tmp_path)
+    block = readme.read_text()
+    assert block.startswith("intro\n") and block.endswith("end\n")
+    assert "old" not in block and "Best insertion" in block
+    assert "![faith](results/faith.png)" in block
 
 
 def test_speed_smoke(tmp_path):

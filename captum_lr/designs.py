@@ -216,7 +216,7 @@ def _dct_rows(index: Tensor, size: int, dtype: torch.dtype) -> Tensor:
 
 def resolve_design(
     design: str,
-    support: Support,
+    whole_input: bool,
     dim: int,
     n_samples: int,
     channels: int | None,
@@ -227,7 +227,8 @@ def resolve_design(
     Args:
 
         design (str): One of :data:`DESIGNS`.
-        support (Support): Where each sample's noise goes.
+        whole_input (bool): Whether each sample perturbs the whole input (no
+                    blocks or feature groups).
         dim (int): Coordinates per row of the space directions live in.
         n_samples (int): Requested noise samples per row.
         channels (int, optional): The common channel count of ``(C, H, W)``
@@ -239,7 +240,7 @@ def resolve_design(
     if design == "auto":
         if dim <= n_samples:
             return "coordinate", dim
-        if type(support) is not Support:
+        if not whole_input:
             return "gaussian", n_samples
         return ("orthogonal-channels" if channels else "orthogonal"), n_samples
     if design == "orthogonal-channels" and channels is None:
@@ -290,7 +291,9 @@ class SamplingPlan:
             int(torch.randint(0, 2**62, (1,), generator=generator, device=space.device))
         )
         channels = image_channels(layout) if layout is not None else None
-        design, n_samples = resolve_design(design, support, d, n_samples, channels)
+        design, n_samples = resolve_design(
+            design, type(support) is Support, d, n_samples, channels
+        )
         if design in WHOLE_INPUT_DESIGNS and type(support) is not Support:
             raise ValueError(
                 f"design={design!r} perturbs whole inputs and cannot be combined "

@@ -261,7 +261,7 @@ class LREstimator:
         else:
             k, channels = layout.dim, image_channels(layout)
         design, n = resolve_design(
-            self.design, self._support(layout), k, self.n_samples, channels
+            self.design, self._whole_input, k, self.n_samples, channels
         )
         sweep = design == "coordinate"
         antithetic = sweep if self.antithetic is None else self.antithetic
@@ -317,7 +317,7 @@ class LREstimator:
         else:
             channels = image_channels(layout)
             design, n = resolve_design(
-                self.design, self._support(layout), layout.dim, self.n_samples, channels
+                self.design, self._whole_input, layout.dim, self.n_samples, channels
             )
             if design != "orthogonal-channels" or n >= layout.dim:
                 return grads
@@ -340,6 +340,10 @@ class LREstimator:
 
     def _count(self, rows: int) -> None:
         self.queries += rows
+
+    @property
+    def _whole_input(self) -> bool:
+        return self.block is None and self.feature_mask is None
 
     def _support(self, layout: InputLayout) -> Support:
         if self.block is not None:

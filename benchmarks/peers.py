@@ -33,19 +33,28 @@ def nes(fn: Fn, x, rows, sigma, gen, batch=32):
 
 def rgf(fn: Fn, x, rows, sigma, gen, orthogonal=False, batch=32):
     """Cheng et al. 2019 without a prior: forward differences along rows - 1
-    random unit directions (i.i.d., or orthonormalised by QR), scaled by d/n."""
+    random unit directions (i.i.d., or orthonormalised by QR: successive
+    random orthonormal bases of d directions when rows - 1 > d), scaled by
+    d/n."""
     d = x[0].numel()
     n = rows - 1
     f0 = fn(x).double()[0]
-    if orthogonal:
-        q, _ = torch.linalg.qr(torch.randn(d, n, generator=gen))
-        dirs = q.T
-    else:
-        g = torch.randn(n, d, generator=gen)
-        dirs = g / g.norm(dim=1, keepdim=True)
+
+    def basis(k):
+        q, _ = torch.linalg.qr(torch.randn(d, k, generator=gen))
+        return q.T
+
     grad = torch.zeros(d, dtype=torch.float64)
+    block = torch.empty(0, d)
     for lo in range(0, n, batch):
-        u = dirs[lo : lo + batch]
+        m = min(batch, n - lo)
+        if orthogonal:
+            while block.shape[0] < m:
+                block = torch.cat([block, basis(min(d, n - lo))])
+            u, block = block[:m], block[m:]
+        else:
+            g = torch.randn(m, d, generator=gen)
+            u = g / g.norm(dim=1, keepdim=True)
         f = fn((x.flatten(1) + sigma * u).view(-1, *x.shape[1:])).double()
         grad += ((f - f0) / sigma) @ u.double()
     return (grad * d / n).view(x.shape[1:]).float()

@@ -5,8 +5,9 @@
 
 Methods: every captum_lr preset of captum_lr.presets.PRESETS (except those with
 a fixed sweep), NES, RGF (i.i.d. and orthogonal), a GEEX-style estimator. All
-gradient estimators use the same noise scale, 1e-4 x the input's RMS (GEEX:
-its own 0.3 on channel-shared masks). The explained output is the logit of the
+gradient estimators use the same noise scale per coordinate, 1e-4 x the
+input's RMS (RGF's unit directions get sqrt(d) times that step; GEEX: its own
+0.3 on channel-shared masks). The explained output is the logit of the
 class the model predicts at this resolution."""
 
 from __future__ import annotations
@@ -51,8 +52,16 @@ def methods() -> dict:
         return SIGMA_REL * float(x.pow(2).mean().sqrt())
 
     table["NES"] = lambda fn, x, r, g, s: peers.nes(fn, x, r, scale(x), g)
-    table["RGF"] = lambda fn, x, r, g, s: peers.rgf(fn, x, r, scale(x), g)
-    table["RGF-orth"] = lambda fn, x, r, g, s: peers.rgf(fn, x, r, scale(x), g, True)
+
+    def unit_scale(x):
+        # RGF's directions have norm 1, not ~sqrt(d): the same step per
+        # coordinate needs sqrt(d) times sigma (else float32 rounding dominates)
+        return scale(x) * math.sqrt(x[0].numel())
+
+    table["RGF"] = lambda fn, x, r, g, s: peers.rgf(fn, x, r, unit_scale(x), g)
+    table["RGF-orth"] = lambda fn, x, r, g, s: peers.rgf(
+        fn, x, r, unit_scale(x), g, True
+    )
     table["GEEX-style"] = lambda fn, x, r, g, s: peers.geex(fn, x, r, g, path=False)
     return table
 

@@ -223,7 +223,9 @@ def plot(payload: dict, path) -> None:
 
     recs = payload["records"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in dict.fromkeys(r["method"] for r in recs):
+    names = list(dict.fromkeys(r["method"] for r in recs))
+    colours = plt.cm.tab20.colors
+    for k, method in enumerate(names):
         budgets = sorted({r["budget"] for r in recs if r["method"] == method})
         ys = [
             mean_se(
@@ -235,7 +237,14 @@ def plot(payload: dict, path) -> None:
             )[0]
             for b in budgets
         ]
-        ax.plot(budgets, ys, marker="o", label=method)
+        ax.plot(
+            budgets,
+            ys,
+            marker="os^"[k % 3],
+            ls="-" if method.startswith("captum_lr") else "--",
+            color=colours[(2 * k) % 20 + (k >= 10)],
+            label=method,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("forward rows")
     ax.set_ylabel("cosine with autograd gradient")

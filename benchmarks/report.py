@@ -164,6 +164,10 @@ def main(argv=None) -> None:
         data = json.loads(path.read_text())
         if path.stem.startswith("faithfulness"):
             plot_faithfulness(data, path.with_suffix(".png"))
+        elif path.stem.startswith("accuracy") and "px" in data:
+            from benchmarks.accuracy import plot
+
+            plot(data, path.with_suffix(".png"))
         elif path.stem.startswith("speed") and data["records"]:
             plot_speed(data, path.with_suffix(".png"))
     (RESULTS / "TABLES.md").write_text(digest())

@@ -348,6 +348,20 @@ class SamplingPlan:
             return None
         return self.strata.level(samples, rows)
 
+    def combine(
+        self, sums: Tensor, squares: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        r"""The estimate (times sigma) and its variance from the per-stratum
+        running sums of a multi-stratum design (see
+        :meth:`ChannelStrata.combine`)."""
+        return self.strata.combine(sums, squares)
+
+    def contrast_scale(self) -> Tensor:
+        r"""Per row, the factor of the channel contrasts in the expectation of
+        a multi-stratum design's estimate (see
+        :meth:`ChannelStrata.contrast_scale`)."""
+        return self.strata.contrast_scale()
+
     def adapt(self, energy: Tensor) -> None:
         r"""Lets the design use its first :attr:`probe_samples` samples per row.
 

@@ -64,10 +64,11 @@ class LREstimator:
     each coordinate once (central finite differences), which is exact up to
     O(sigma^2): small tabular models get the true gradient. Otherwise it uses
     orthonormal directions (expected cosine ``sqrt(n/d)`` with a linear
-    gradient, exact at ``n = d``); for ``(C, H, W)`` images, ordered coarse to
-    fine: channel-shared directions first, so that fewer than ``H W`` samples
-    estimate the channel-mean gradient (:meth:`project`) from a ``C``-th of the
-    coordinates (see :mod:`captum_lr.designs`).
+    gradient, exact at ``n = d``); for ``(C, H, W)`` images in two strata,
+    channel-shared directions and channel contrasts: each row probes both and,
+    where the shared ones carry more of the output's change (photos), spends
+    its samples there, estimating the channel-mean gradient from a ``C``-th of
+    the coordinates (:meth:`project`; see :mod:`captum_lr.designs`).
 
     Args:
 
@@ -519,11 +520,11 @@ class LREstimator:
             )
 
         if levels > 1:
-            grads, var = plan.strata.combine(numerator, squares)
+            grads, var = plan.combine(numerator, squares)
             counts = torch.full_like(grads, n)
             covered = counts > 0
             grads = grads / sigmas
-            self.last_contrast_scale = plan.strata.contrast_scale()
+            self.last_contrast_scale = plan.contrast_scale()
         else:
             counts = weights if weights is not None else torch.full_like(numerator, n)
             covered = counts > 0

@@ -497,7 +497,8 @@ class LREstimator:
             slot = rows if level is None else rows + level * batch
             contribution = u * delta.unsqueeze(1)
             numerator.index_add_(0, slot, contribution)
-            energy.index_add_(0, slot, delta.to(layout.dtype).square())
+            if start < probe_end:  # the probes' output changes, per stratum
+                energy.index_add_(0, slot, delta.to(layout.dtype).square())
             if squares is not None:
                 squares.index_add_(0, slot, contribution.square())
             if weights is not None:

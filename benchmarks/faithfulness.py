@@ -11,6 +11,7 @@ IntegratedGradients use autograd (rows not limited) as the reference."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -30,6 +31,7 @@ from captum.attr import (
 
 from benchmarks import peers
 from benchmarks.common import (
+    RESULTS,
     base_parser,
     black,
     estimator_for_budget,
@@ -42,8 +44,10 @@ from benchmarks.common import (
 )
 from benchmarks.report import plot_faithfulness
 from captum_lr import (
+    Grid,
     LRGradientShap,
     LRIntegratedGradients,
+    LRMaskGradient,
     LRSaliency,
     blur_baseline,
     make_estimator,
@@ -152,6 +156,16 @@ def methods(px: int, lr_rows: dict | None = None) -> dict:
         return black(px).unsqueeze(0) if kind == "black" else blur_baseline(task.x)
 
     m = lr_methods(px, lr_rows or {c: list(PRESETS) for c in LR_CLASSES})
+    # large perturbations: Banzhaf values of 14 x 14 cells (even rows: pairs)
+    m["LRMaskGradient (blur) [grid14]"] = lambda t, r, s: LRMaskGradient(
+        t.prob, seed=s
+    ).attribute(
+        t.x,
+        baselines=blur_baseline(t.x),
+        feature_mask=Grid(14),
+        n_samples=r - r % 2,
+        perturbations_per_eval=32,
+    )
 
     def occlusion(t, r, s):
         w, st = occlusion_geometry(px, r)
@@ -271,7 +285,16 @@ def main(argv=None) -> None:
         "saliency,ig,nt=default+grid14,gradshap=default",
     )
     p.add_argument("--subsets", type=int, default=100, help="MuFidelity subsets")
+    p.add_argument(
+        "--merge",
+        default="",
+        help="comma-separated result names of runs on parts of --images "
+        "(same budgets and methods): write their records as one table to --out",
+    )
     args = p.parse_args(argv)
+    if args.merge:
+        merge(args)
+        return
     presets = list(PRESETS) if args.presets == "all" else args.presets.split(",")
     lr_rows = {}  # class -> presets; "nt=default+grid14" overrides --presets
     for item in filter(None, args.classes.split(",")):
@@ -342,6 +365,23 @@ def main(argv=None) -> None:
                 )
         save(summarise(records, budgets, args))
     save(summarise(records, budgets, args, show=True))
+
+
+def merge(args) -> None:
+    """One table from runs of the same command on parts of the photos (one
+    process per core); the parts' commands are kept in the payload."""
+    parts = [
+        json.loads((RESULTS / f"{name}.json").read_text())
+        for name in args.merge.split(",")
+    ]
+    records = [r for part in parts for r in part["records"]]
+    payload = summarise(records, parts[0]["budgets"], args, show=True)
+    payload["parts"] = [
+        {"command": part["command"], "date": part["date"], "images": part["images"]}
+        for part in parts
+    ]
+    path = write_results(args.out or f"faithfulness_{args.px}px", payload)
+    plot_faithfulness(payload, path.with_suffix(".png"))
 
 
 def family(label: str) -> str:

@@ -4,6 +4,7 @@ from captum_lr.attr import (
     LRGradientShap,
     LRInputXGradient,
     LRIntegratedGradients,
+    LRMaskGradient,
     LRSaliency,
 )
 from captum_lr.baselines import blur_baseline
@@ -20,6 +21,7 @@ from captum_lr.estimator import (
     LREstimator,
     UnperturbedFeaturesWarning,
 )
+from captum_lr.masking import ConstantMaskOutputWarning
 from captum_lr.presets import PRESETS, make_estimator
 from captum_lr.priors import Grid, GroupPrior, SharedChannels
 from captum_lr.uncertainty import attribute_with_stderr, samples_for_cosine
@@ -33,6 +35,7 @@ __all__ = [
     "QueryBudgetExceeded",
     "TransientError",
     "estimate_queries",
+    "ConstantMaskOutputWarning",
     "ConstantOutputWarning",
     "Grid",
     "GroupPrior",
@@ -41,6 +44,7 @@ __all__ = [
     "LRGradientShap",
     "LRInputXGradient",
     "LRIntegratedGradients",
+    "LRMaskGradient",
     "LRSaliency",
     "PRESETS",
     "UnperturbedFeaturesWarning",

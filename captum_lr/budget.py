@@ -79,7 +79,8 @@ def estimate_queries(attribution: Any, inputs: Any, **attribute_kwargs: Any) -> 
 
         attribution (Attribution): An LR attribution (``LRSaliency``,
                     ``LRInputXGradient``, ``LRIntegratedGradients``,
-                    ``LRGradientShap``), a :class:`~captum.attr.NoiseTunnel`
+                    ``LRGradientShap``, ``LRMaskGradient``), a
+                    :class:`~captum.attr.NoiseTunnel`
                     around one, or any Captum attribution whose forward
                     function is ``forward_func``.
         inputs (Tensor or tuple[Tensor, ...]): The inputs of the call.
@@ -105,6 +106,7 @@ def estimate_queries(attribution: Any, inputs: Any, **attribute_kwargs: Any) -> 
     counter = _RowCounter(_output_shape(attribute_kwargs.get("target")))
     estimator = getattr(holder, "estimator", None)
     spent = getattr(estimator, "queries", None)
+    own = None if estimator is not None else getattr(holder, "queries", None)
     saved_forward = holder.forward_func
     rng = (
         torch.random.get_rng_state(),
@@ -121,6 +123,8 @@ def estimate_queries(attribution: Any, inputs: Any, **attribute_kwargs: Any) -> 
         holder.forward_func = saved_forward
         if spent is not None:
             estimator.queries = spent
+        if isinstance(own, int):  # LRMaskGradient counts its own rows
+            holder.queries = own
         torch.random.set_rng_state(rng[0])
         np.random.set_state(rng[1])
         random.setstate(rng[2])

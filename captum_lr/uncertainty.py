@@ -25,6 +25,11 @@ def _explainer_with_estimator(attribution: Any) -> Any:
     """The LR attribution that owns the estimator (unwraps NoiseTunnel)."""
     inner = getattr(attribution, "attribution_method", attribution)
     if not isinstance(getattr(inner, "estimator", None), LREstimator):
+        if hasattr(inner, "last_stderr"):
+            raise TypeError(
+                f"{type(inner).__name__} reports its standard errors itself: "
+                "read its last_stderr after attribute()."
+            )
         raise TypeError(
             "attribute_with_stderr needs an LR attribution (LRSaliency, "
             "LRIntegratedGradients, ...) or a NoiseTunnel around one, not "

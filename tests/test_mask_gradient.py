@@ -18,6 +18,7 @@ from captum_lr import (
     ConstantMaskOutputWarning,
     Grid,
     LRMaskGradient,
+    attribute_with_stderr,
     estimate_queries,
 )
 from captum_lr.designs import SignDesign, hadamard_signs
@@ -304,6 +305,8 @@ def test_errors_say_what_to_change():
         explainer.attribute(x, feature_mask=torch.tensor([0, 1, 2]))
     with pytest.raises(TypeError, match="seed"):
         LRMaskGradient(f, seed=1.5)
+    with pytest.raises(TypeError, match="last_stderr"):
+        attribute_with_stderr(explainer, x)
     with pytest.raises(ValueError, match="NaN or Inf"):
         LRMaskGradient(lambda z: z.sum(1) / 0 * 0).attribute(x, n_samples=4)
     with pytest.raises(AssertionError, match="Target not provided"):

@@ -376,6 +376,7 @@ def merge(args) -> None:
     ]
     records = [r for part in parts for r in part["records"]]
     payload = summarise(records, parts[0]["budgets"], args, show=True)
+    payload["machine"] = parts[0]["machine"]  # where the runs ran
     payload["parts"] = [
         {"command": part["command"], "date": part["date"], "images": part["images"]}
         for part in parts
@@ -393,6 +394,44 @@ def family(label: str) -> str:
     if label.startswith(("white-box", "random")):
         return label
     return "Captum / RISE"
+
+
+def paired(records, best, show=False) -> str:
+    """The best captum_lr row against every peer row at the same budget, on
+    the photos both scored (a peer's constant map leaves its photo out):
+    mean difference of insertion - deletion and its standard error."""
+    score = {
+        (r["method"], r["budget"], r["image"]): r["ins_minus_del"]
+        for r in records
+        if "error" not in r
+    }
+    rows = []
+    for (fam, b), (_, ours) in sorted(best.items(), key=lambda kv: kv[0][1] or 0):
+        if fam != "captum_lr":
+            continue
+        peers = dict.fromkeys(
+            r["method"]
+            for r in records
+            if r["budget"] == b
+            and family(r["method"]) in ("Captum / RISE", "GEEX-style")
+        )
+        for peer in peers:
+            photos = [
+                img
+                for (m, bb, img) in score
+                if m == ours and bb == b and (peer, b, img) in score
+            ]
+            if len(photos) < 2:
+                continue
+            diff = [score[(ours, b, i)] - score[(peer, b, i)] for i in photos]
+            m, se = mean_se(diff)
+            rows.append([str(b), ours, peer, f"{len(photos)}", f"{m:+.3f} ± {se:.3f}"])
+    head = "Best captum_lr row minus each peer, paired on the photos both scored:\n"
+    return head + print_table(
+        ["budget", "captum_lr", "peer", "photos", "ins - del difference"],
+        rows or [["-", "-", "-", "-", "-"]],
+        echo=show,
+    )
 
 
 def summarise(records, budgets, args, show=False) -> dict:
@@ -452,6 +491,7 @@ def summarise(records, budgets, args, show=False) -> dict:
         or [["-", "-", "-", "-"]],
         echo=show,
     )
+    text += "\n\n" + paired(records, best, show)
     images = list(dict.fromkeys(r["image"] for r in records))
     return {
         "records": records,

@@ -115,8 +115,13 @@ def _header(path: Path, data: dict) -> str:
         if data.get("complete") is False:
             scope += " (partial run: not every requested photo was done)"
         scope += "\n"
+    runs = "".join(
+        f"- part: `{part['command']}` ({part['date']}; {', '.join(part['images'])})\n"
+        for part in data.get("parts", [])
+    )
     return (
         f"- command: `{data['command']}`\n"
+        f"{runs}"
         f"- machine: {m['cpu']}, {m['threads']} torch thread(s); GPU: {m['gpu']}\n"
         f"- versions: python {m['python']}, torch {m['torch']}, captum "
         f"{m['captum']}, captum_lr {m['captum_lr']}; date {data['date']}\n"

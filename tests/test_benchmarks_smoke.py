@@ -102,13 +102,15 @@ def test_faithfulness_smoke(tmp_path):
             "--classes",
             "saliency=default+grid14",
             "--methods",
-            "LRSaliency [default];LRSaliency [grid14];RISE;Occlusion (black)",
+            "LRSaliency [default];LRSaliency [grid14];RISE;Occlusion (black);"
+            "LRMaskGradient (blur) [grid14]",
         ]
     )
     data = read(out.with_suffix(".json"))
     got = {r["method"] for r in data["records"]}
     assert {
         "LRSaliency [default]",
+        "LRMaskGradient (blur) [grid14]",
         "RISE",
         "Occlusion (black)",
         "white-box Saliency",
@@ -117,6 +119,14 @@ def test_faithfulness_smoke(tmp_path):
     # grid14's sweep (197 rows) does not fit in 60: skipped, never overspent
     assert "LRSaliency [grid14]" not in got
     assert out.with_suffix(".png").exists()
+    assert "paired on the photos both scored" in data["table"]
+    merged = tmp_path / "merged"
+    faithfulness.main(
+        ["--merge", str(out), "--images", "chelsea", "--px", "32", "--out", str(merged)]
+    )
+    joined = read(merged.with_suffix(".json"))
+    assert joined["records"] == data["records"]
+    assert joined["parts"][0]["command"] == data["command"]
     from benchmarks.report import digest
 
     text = digest(tmp_path)

@@ -31,8 +31,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Coarse region map: the exact gradient projected on a 14 x 14 grid of
     # cells shared across channels, one sweep of 196 cells + f(x) = 197 rows per
     # gradient (n_samples is fixed by the grid). With LRIntegratedGradients and
-    # captum_lr.baselines.blur_baseline this is the most faithful captum_lr map
-    # measured (benchmarks/README.md).
+    # captum_lr.baselines.blur_baseline this is the most faithful gradient map
+    # measured (benchmarks/README.md); LRMaskGradient's region map, from large
+    # perturbations, is more faithful still.
     "grid14": {"prior": Grid(14), "n_samples": 196, "antithetic": False},
 }
 

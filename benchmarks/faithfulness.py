@@ -374,6 +374,14 @@ def merge(args) -> None:
         json.loads((RESULTS / f"{name}.json").read_text())
         for name in args.merge.split(",")
     ]
+    for key in ("px", "budgets", "mufidelity_subsets"):
+        values = {json.dumps(part[key]) for part in parts}
+        if len(values) > 1:
+            raise SystemExit(f"the parts differ in {key}: {sorted(values)}")
+    photos = [img for part in parts for img in part["images"]]
+    if len(set(photos)) != len(photos):
+        raise SystemExit(f"a photo is in more than one part: {photos}")
+    args.px, args.subsets = parts[0]["px"], parts[0]["mufidelity_subsets"]
     records = [r for part in parts for r in part["records"]]
     payload = summarise(records, parts[0]["budgets"], args, show=True)
     payload["machine"] = parts[0]["machine"]  # where the runs ran

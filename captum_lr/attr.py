@@ -15,7 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from captum._utils.typing import BaselineType, TargetType
+from captum._utils.common import _format_output
+from captum._utils.typing import (
+    BaselineType,
+    TargetType,
+    TensorOrTupleOfTensorsGeneric,
+)
 from captum.attr import (
     GradientShap,
     InputXGradient,
@@ -334,9 +339,11 @@ class LRMaskGradient(PerturbationAttribution):
         queries (int): Forward rows sent so far (assign 0 to reset).
         last_stderr (tuple[Tensor, ...] or Tensor): For the last call, each
                     coordinate's standard error (its group's), shaped like the
-                    inputs: the spread of the foldover pairs as if they were
-                    independent, which is conservative where the orthogonal
-                    blocks cancel the groups' linear effects.
+                    inputs. With more pairs than groups: the residual of the
+                    additive fit (what the blocks do not cancel) plus the
+                    incomplete last block's aliasing, calibrated; with fewer:
+                    the spread of the pairs as if independent, conservative
+                    (see :func:`captum_lr.masking.mask_gradient`).
 
     Examples::
 
@@ -365,7 +372,7 @@ class LRMaskGradient(PerturbationAttribution):
     @log_usage()
     def attribute(
         self,
-        inputs: Tensor | tuple[Tensor, ...],
+        inputs: TensorOrTupleOfTensorsGeneric,
         baselines: BaselineType = None,
         target: TargetType = None,
         additional_forward_args: Any = None,
@@ -373,7 +380,7 @@ class LRMaskGradient(PerturbationAttribution):
         n_samples: int = 1000,
         perturbations_per_eval: int = 16,
         show_progress: bool = False,
-    ) -> Tensor | tuple[Tensor, ...]:
+    ) -> TensorOrTupleOfTensorsGeneric:
         r"""
         Args:
 
@@ -404,7 +411,10 @@ class LRMaskGradient(PerturbationAttribution):
                         Default: 1000
             perturbations_per_eval (int, optional): As in Captum: each forward
                         call gets at most ``perturbations_per_eval`` masked
-                        copies of every example; memory grows with it.
+                        copies of every example. The masks are built a pair at
+                        a time, so an even number fills every call; memory is
+                        about ``max(2, perturbations_per_eval)`` copies of the
+                        inputs.
                         Default: 16
             show_progress (bool, optional): A tqdm bar over the forward rows.
                         Default: False
@@ -451,8 +461,10 @@ class LRMaskGradient(PerturbationAttribution):
         )
         if layout.batch_size == 0:
             zeros = tuple(torch.zeros_like(t) for t in xs)
-            self.last_stderr = zeros if is_tuple else zeros[0]
-            return self.last_stderr
+            self.last_stderr = tuple(z.clone() for z in zeros)
+            if not is_tuple:
+                self.last_stderr = self.last_stderr[0]
+            return _format_output(is_tuple, zeros)
         generator = torch.Generator()
         generator.manual_seed(
             int(torch.randint(0, 2**62, (1,)).item())
@@ -473,7 +485,7 @@ class LRMaskGradient(PerturbationAttribution):
         values = layout.split(groups.gather(estimate.values), dtypes)
         stderr = layout.split(groups.gather(estimate.stderr), dtypes)
         self.last_stderr = stderr if is_tuple else stderr[0]
-        return values if is_tuple else values[0]
+        return _format_output(is_tuple, values)
 
 
 def _group_prior(

@@ -107,6 +107,12 @@ def estimate_queries(attribution: Any, inputs: Any, **attribute_kwargs: Any) -> 
     estimator = getattr(holder, "estimator", None)
     spent = getattr(estimator, "queries", None)
     own = None if estimator is not None else getattr(holder, "queries", None)
+    # what the last real call left (last_stderr, last_design, ...), not the dry run's
+    results = [
+        (obj, {k: v for k, v in vars(obj).items() if k.startswith("last_")})
+        for obj in (holder, estimator)
+        if obj is not None and hasattr(obj, "__dict__")
+    ]
     saved_forward = holder.forward_func
     rng = (
         torch.random.get_rng_state(),
@@ -125,6 +131,11 @@ def estimate_queries(attribution: Any, inputs: Any, **attribute_kwargs: Any) -> 
             estimator.queries = spent
         if isinstance(own, int):  # LRMaskGradient counts its own rows
             holder.queries = own
+        for obj, saved in results:
+            for key in [k for k in vars(obj) if k.startswith("last_")]:
+                if key not in saved:
+                    delattr(obj, key)
+            vars(obj).update(saved)
         torch.random.set_rng_state(rng[0])
         np.random.set_state(rng[1])
         random.setstate(rng[2])

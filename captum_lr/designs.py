@@ -624,6 +624,7 @@ class SignDesign:
         self.device = device
         self._first = 0  # the block at self._blocks[0]
         self._blocks: list[tuple[Tensor, Tensor, Tensor]] = []
+        self._stop = 0  # the end of the last range returned
 
     def _new_block(self) -> tuple[Tensor, Tensor, Tensor]:
         g = self.generator
@@ -635,8 +636,12 @@ class SignDesign:
     def signs(self, start: int, stop: int, dtype: torch.dtype) -> Tensor:
         r"""The ``(stop - start, k)`` signs of samples ``start`` to ``stop - 1``
         (called with increasing, non-overlapping ranges)."""
-        if start < self._first * self.order:
-            raise ValueError("SignDesign.signs must be called with increasing ranges.")
+        if start < self._stop or stop <= start:
+            raise ValueError(
+                "SignDesign.signs must be called with non-empty, increasing, "
+                f"non-overlapping ranges; got {start}:{stop} after ...:{self._stop}."
+            )
+        self._stop = stop
         first, last = start // self.order, (stop - 1) // self.order
         while self._first + len(self._blocks) <= last:
             self._blocks.append(self._new_block())

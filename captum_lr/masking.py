@@ -33,7 +33,7 @@ from captum_lr.queries import QueryRunner
 
 
 class ConstantMaskOutputWarning(UserWarning):
-    r"""No masked query changed the output: the map is 0."""
+    r"""Every mask and its complement gave the same output: the map is 0."""
 
 
 @dataclass
@@ -112,15 +112,19 @@ def mask_gradient(
         squares += delta.square().sum(0)
         bar.update(two_m * batch)
     bar.close()
-    runner.check_finite()
+    runner.check_finite(
+        "check the model on masked inputs (parts of the inputs replaced by the "
+        "baselines)"
+    )
     if n_pairs > 0 and int(moved.item()) == 0:
         warnings.warn(
-            "no masked query changed the output: switching the feature groups "
-            "between the inputs and the baselines does not move the selected "
-            "output, so every attribution is 0 (check the baselines, the target "
-            "and the feature mask).",
+            "every mask and its complement gave the same output, so every "
+            "attribution is 0: switching the feature groups between the inputs "
+            "and the baselines does not move the selected output in a way the "
+            "groups explain one by one (check the baselines, the target and the "
+            "feature mask).",
             ConstantMaskOutputWarning,
-            stacklevel=3,
+            stacklevel=4,  # mask_gradient < attribute < log_usage < caller
         )
     values = total / n_pairs
     stderr = _stderr(values, squares, n_pairs, design.order)
@@ -143,6 +147,8 @@ def _stderr(values: Tensor, squares: Tensor, n_pairs: int, order: int) -> Tensor
     ``sqrt((N - 1) / (N - n))`` otherwise.
     """
     batch, k = values.shape
+    if k == 1:  # every pair gives f(x) - f(baseline): exact
+        return torch.zeros_like(values)
     if n_pairs > k:
         rss = (squares - n_pairs * values.square().sum(1)).clamp_min(0)
         var = (rss / ((n_pairs - k) * n_pairs)).view(-1, 1).expand(batch, k)

@@ -209,12 +209,21 @@ class QueryRunner:
         self.bad += (~torch.isfinite(score)).sum()
         return score
 
-    def check_finite(self) -> None:
-        r"""Raises if any forward output so far was NaN or infinite."""
+    def check_finite(
+        self,
+        advice: str = "check the model on noisy inputs, or lower sigma so the "
+        "perturbed inputs stay in its valid range",
+    ) -> None:
+        r"""Raises if any forward output so far was NaN or infinite.
+
+        Args:
+
+            advice (str, optional): What the error tells the user to do.
+                        Default: check the model on noisy inputs or lower sigma
+        """
         n_bad = int(self.bad.item())
         if n_bad:
             raise ValueError(
                 f"the forward function returned NaN or Inf for {n_bad} queried "
-                "rows; check the model on noisy inputs, or lower sigma so the "
-                "perturbed inputs stay in its valid range."
+                f"rows; {advice}."
             )

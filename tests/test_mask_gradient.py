@@ -376,3 +376,33 @@ def test_warnings_point_at_the_caller_and_nan_errors_name_the_masks():
     assert record[0].filename == __file__
     with pytest.raises(ValueError, match="masked inputs"):
         LRMaskGradient(lambda z: z.sum(1) / 0 * 0).attribute(x, n_samples=4)
+
+
+def test_behind_a_flaky_budgeted_api_no_paid_row_is_lost():
+    from captum_lr import BlackBox, QueryBudgetExceeded, TransientError
+
+    w = torch.randn(16)  # 2^16 masks: no repeats among 64 rows
+    calls = {"n": 0}
+
+    def service(rows):  # every third request fails once
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise TransientError("503")
+        return torch.sigmoid(rows @ w)
+
+    x = torch.randn(1, 16)
+    direct = LRMaskGradient(lambda z: torch.sigmoid(z @ w), seed=4).attribute(
+        x, n_samples=64, perturbations_per_eval=8
+    )
+    api = BlackBox(
+        service, batch_size=8, max_queries=40, backoff=0.001, input_format="tensor"
+    )
+    explainer = LRMaskGradient(api, seed=4)
+    with pytest.raises(QueryBudgetExceeded):
+        explainer.attribute(x, n_samples=64, perturbations_per_eval=8)
+    paid = api.queries
+    assert 0 < paid <= 40
+    api.max_queries = 64  # raise the budget and ask again: the paid rows are reused
+    again = explainer.attribute(x, n_samples=64, perturbations_per_eval=8)
+    torch.testing.assert_close(again, direct)
+    assert api.queries == 64 and api.cache_hits >= paid and api.retried > 0

@@ -72,11 +72,21 @@ def plot_speed(payload: dict, path: Path) -> None:
     recs = payload["records"]
     for b in sorted({r["batch_size"] for r in recs}):
         rs = sorted((r for r in recs if r["batch_size"] == b), key=lambda r: r["rows"])
-        ax.plot([r["rows"] for r in rs], [r["ratio"] for r in rs], "o-", label=f"{b}")
+        line = ax.plot(
+            [r["rows"] for r in rs], [r["ratio"] for r in rs], "o-", label=f"{b}"
+        )[0]
+        if all("mask_ratio" in r for r in rs):
+            ax.plot(
+                [r["rows"] for r in rs],
+                [r["mask_ratio"] for r in rs],
+                "s--",
+                color=line.get_color(),
+                label=f"{b}, LRMaskGradient",
+            )
     ax.axhline(1.0, ls="--", color="gray", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("forward rows")
-    ax.set_ylabel("LRSaliency time / forward-only time")
+    ax.set_ylabel("attribution time / forward-only time")
     ax.legend(title="batch size", fontsize=7)
     ax.set_title(f"{payload['machine']['cpu']}, {payload['px']} px")
     fig.tight_layout()

@@ -3,11 +3,12 @@
     python -m benchmarks.speed --px 64 --budgets 256,1024,4096 --batch-sizes 16,64
 
 For a fixed total of forward rows, the wall time of LRSaliency (default
-estimator, max_batch_size = the batch size) divided by the wall time of just
-running the same number of rows through the model at the same batch size (the
-physical floor). Peak memory as n_samples grows at a fixed batch size: on CPU
-the peak resident set of a fresh process per setting, on CUDA
-torch.cuda.max_memory_allocated."""
+estimator, max_batch_size = the batch size) and of LRMaskGradient (14 x 14
+grid, blurred baseline, perturbations_per_eval = the batch size) divided by
+the wall time of just running the same number of rows through the model at
+the same batch size (the physical floor). Peak memory as n_samples grows at
+a fixed batch size: on CPU the peak resident set of a fresh process per
+setting, on CUDA torch.cuda.max_memory_allocated."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.report import plot_speed
-from captum_lr import LREstimator, LRSaliency
+from captum_lr import Grid, LREstimator, LRMaskGradient, LRSaliency, blur_baseline
 
 
 def sync(device: str) -> None:
@@ -62,6 +63,19 @@ def lr_seconds(model, task, rows, batch, device) -> float:
     explainer.attribute(task.x)
     sync(device)
     assert est.queries == rows, (est.queries, rows)
+    return time.perf_counter() - t0
+
+
+def mask_seconds(task, rows, batch, device) -> float:
+    explainer = LRMaskGradient(task.logit, seed=0)
+    kwargs = dict(baselines=blur_baseline(task.x), feature_mask=Grid(14))
+    explainer.attribute(task.x, n_samples=4, **kwargs)  # warm-up
+    explainer.queries = 0
+    sync(device)
+    t0 = time.perf_counter()
+    explainer.attribute(task.x, n_samples=rows, perturbations_per_eval=batch, **kwargs)
+    sync(device)
+    assert explainer.queries == rows, (explainer.queries, rows)
     return time.perf_counter() - t0
 
 
@@ -132,6 +146,7 @@ def main(argv=None) -> None:
         for rows in [int(r) for r in args.budgets.split(",") if r]:
             raw = raw_forward_seconds(model, task.x, rows, batch, args.device)
             lr = lr_seconds(model, task, rows, batch, args.device)
+            mask = mask_seconds(task, rows, batch, args.device)
             records.append(
                 {
                     "batch_size": batch,
@@ -139,11 +154,21 @@ def main(argv=None) -> None:
                     "forward_s": raw,
                     "lr_s": lr,
                     "ratio": lr / raw,
+                    "mask_s": mask,
+                    "mask_ratio": mask / raw,
                 }
             )
             print(records[-1], flush=True)
     speed = print_table(
-        ["batch size", "forward rows", "forward only (s)", "LRSaliency (s)", "ratio"],
+        [
+            "batch size",
+            "forward rows",
+            "forward only (s)",
+            "LRSaliency (s)",
+            "ratio",
+            "LRMaskGradient (s)",
+            "ratio",
+        ],
         [
             [
                 str(r["batch_size"]),
@@ -151,10 +176,12 @@ def main(argv=None) -> None:
                 f"{r['forward_s']:.2f}",
                 f"{r['lr_s']:.2f}",
                 f"{r['ratio']:.2f}",
+                f"{r['mask_s']:.2f}" if "mask_s" in r else "-",
+                f"{r['mask_ratio']:.2f}" if "mask_ratio" in r else "-",
             ]
             for r in records
         ]
-        or [["-", "-", "-", "-", "-"]],
+        or [["-"] * 7],
     )
     memory = []
     for n in [int(v) for v in args.memory_samples.split(",")]:

@@ -164,4 +164,5 @@ def test_speed_smoke(tmp_path):
     )
     data = read(out.with_suffix(".json"))
     assert len(data["records"]) == 2 and len(data["memory"]) == 2
+    assert all(r["mask_ratio"] > 0 for r in data["records"])
     assert out.with_suffix(".png").exists()

@@ -39,7 +39,8 @@ Supports (where a sample's noise goes):
 - :class:`Blocks`: one rectangle per input tensor over its trailing dimensions,
   at a uniformly random position; blocks may be cut by the border, so every
   coordinate is covered with the same probability; all leading dimensions
-  (e.g. image channels) are inside the block and get independent noise;
+  (e.g. image channels) are inside the block and get independent noise; a
+  list of block sizes is multi-scale (each sample draws one size uniformly);
 - :class:`FeatureGroups`: one group of a Captum-style feature mask, drawn
   uniformly.
 """
@@ -57,7 +58,7 @@ from captum_lr.priors import flat_group_ids
 
 DESIGNS = ("auto", "gaussian", "orthogonal", "orthogonal-channels", "coordinate")
 WHOLE_INPUT_DESIGNS = ("orthogonal", "orthogonal-channels", "coordinate")
-BlockSpec = int | tuple[int, ...]
+BlockSpec = int | tuple[int, ...] | list[int | tuple[int, ...]]
 
 
 class Support:
@@ -76,39 +77,67 @@ class Blocks(Support):
 
     Args:
 
-        block (int or tuple[int, ...]): A tuple gives the block's extent over the
-                    trailing dimensions of each input tensor (all leading
-                    non-batch dimensions are inside the block). An int is a run
-                    of that many features for 1-D rows and a square over the
-                    last two dimensions for 2-D and 3-D rows (e.g. ``(C, H, W)``
-                    images: a ``block x block`` patch in every channel).
+        block (int, tuple[int, ...] or list): A tuple gives the block's extent
+                    over the trailing dimensions of each input tensor (all
+                    leading non-batch dimensions are inside the block). An int
+                    is a run of that many features for 1-D rows and a square
+                    over the last two dimensions for 2-D and 3-D rows (e.g.
+                    ``(C, H, W)`` images: a ``block x block`` patch in every
+                    channel). A list of these is multi-scale: each sample draws
+                    one of them uniformly, then its position.
         layout (InputLayout): The inputs' shapes.
     """
 
     def __init__(self, block: BlockSpec, layout: InputLayout) -> None:
         self.layout = layout
-        self.extents = tuple(
-            _block_extent(block, shape, i) for i, shape in enumerate(layout.shapes)
+        scales = block if isinstance(block, list) else [block]
+        per_scale = [
+            tuple(_block_extent(b, shape, i) for i, shape in enumerate(layout.shapes))
+            for b in scales
+        ]
+        for extents in per_scale[1:]:
+            if [len(e) for e in extents] != [len(e) for e in per_scale[0]]:
+                raise ValueError(
+                    f"the block sizes {block!r} span different numbers of "
+                    "dimensions; give every scale over the same trailing "
+                    "dimensions (e.g. all ints, or all pairs)."
+                )
+        self.extents = per_scale[0]
+        self.scales = per_scale
+        # (scales, dims) table of extents, every input's dimensions in turn
+        self._table = torch.tensor(
+            [[b for extent in extents for b in extent] for extents in per_scale],
+            dtype=torch.long,
         )
         self.block = block
 
     def describe(self) -> str:
+        if len(self.scales) > 1:
+            return f"blocks of {len(self.scales)} scales {self.scales}"
         return f"blocks {self.extents}"
 
     def masks(self, rows: Tensor, generator: torch.Generator) -> Tensor:
         m = rows.shape[0]
         device = self.layout.device
-        n_dims = sum(len(extent) for extent in self.extents)
+        n_scales, n_dims = self._table.shape
+        extra = 1 if n_scales > 1 else 0
         # one draw per pair, so the positions do not depend on how pairs are
         # split into forward batches
-        uniform = torch.rand((m, n_dims), generator=generator, device=device)
+        uniform = torch.rand((m, n_dims + extra), generator=generator, device=device)
+        table = self._table.to(device)
+        if extra:
+            scale = (uniform[:, n_dims] * n_scales).long().clamp_(max=n_scales - 1)
+            sizes = table.index_select(0, scale)
+        else:
+            sizes = table.expand(m, n_dims)
         parts, column = [], 0
         for shape, extent in zip(self.layout.shapes, self.extents):
             k = len(extent)
             mask = torch.ones((m,) + (1,) * len(shape), dtype=torch.bool, device=device)
-            for t, b in enumerate(extent):
+            for t in range(k):
                 axis = len(shape) - k + t
                 size = shape[axis]
+                b = sizes[:, column : column + 1]
                 positions = size + b - 1  # starts -b+1 .. size-1
                 start = (uniform[:, column : column + 1] * positions).long() - b + 1
                 start = start.clamp_(max=size - 1)

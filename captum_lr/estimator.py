@@ -90,13 +90,17 @@ class LREstimator:
                     the input scale), which estimates the gradient of the
                     Gaussian-smoothed function.
                     Default: ``"auto"``
-        block (int or tuple[int, ...], optional): None perturbs whole inputs.
-                    Otherwise each sample perturbs one randomly placed block:
-                    a tuple gives its extent over the trailing dimensions of every
-                    input tensor; an int is a run of features for 1-D rows and a
-                    square over the last two dimensions for 2-D and 3-D rows
-                    (a ``block x block`` patch of ``(C, H, W)`` images with
-                    independent noise in every channel).
+        block (int, tuple[int, ...] or list, optional): None perturbs whole
+                    inputs. Otherwise each sample perturbs one randomly placed
+                    block: a tuple gives its extent over the trailing dimensions
+                    of every input tensor; an int is a run of features for 1-D
+                    rows and a square over the last two dimensions for 2-D and
+                    3-D rows (a ``block x block`` patch of ``(C, H, W)`` images
+                    with independent noise in every channel). A list of these
+                    is multi-scale (e.g. ``[7, 14, 28]``): each sample draws
+                    one size uniformly; every coordinate still averages the
+                    samples that covered it, so the estimate stays unbiased
+                    for the Gaussian-smoothed gradient.
                     Default: None
         feature_mask (Tensor or tuple[Tensor, ...], optional): A Captum-style
                     feature mask (one integer tensor per input, shaped like a row,
@@ -580,11 +584,19 @@ def _as_tuple(inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
 
 
 def _check_block(block: Any) -> None:
-    items = block if isinstance(block, tuple) else (block,)
-    if not items or any(
-        isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in items
-    ):
-        raise ValueError(
-            f"block must be None, a positive int or a tuple of positive ints, "
-            f"not {block!r}."
-        )
+    scales = block if isinstance(block, list) else [block]
+    for scale in scales:
+        items = scale if isinstance(scale, tuple) else (scale,)
+        if (
+            not scales
+            or not items
+            or any(
+                isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in items
+            )
+        ):
+            raise ValueError(
+                "block must be None, a positive int, a tuple of positive ints, "
+                f"or a non-empty list of those (multi-scale), not {block!r}."
+            )
+    if not scales:
+        raise ValueError("block is an empty list; give at least one block size.")

@@ -24,6 +24,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's blockwise likelihood ratio: Gaussian noise inside one random
     # square block per sample (a quarter of the side of a 112 px image).
     "paper-blr": {"design": "gaussian", "antithetic": False, "block": 28},
+    # Multi-scale blocks: the paper's blockwise computation with square blocks
+    # of 7, 14 or 28 pixels drawn at random per sample (all fit a 32 px image).
+    "multiscale": {"design": "gaussian", "antithetic": False, "block": [7, 14, 28]},
     # Antithetic orthogonal directions: bias O(sigma^2), half the directions.
     "antithetic": {"design": "orthogonal", "antithetic": True},
     # Noise shared across colour channels: the channel-mean gradient.

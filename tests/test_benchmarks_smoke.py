@@ -56,6 +56,7 @@ def test_accuracy_smoke(tmp_path):
         if r["design"].startswith("orthogonal") and r["n"] == 1000
     ]
     assert orth[0]["ratio"] >= 0.97
+    assert any(r["design"].startswith("quasi-random") for r in lin["records"])
 
 
 @pytest.mark.parametrize("copies", [1, 10])

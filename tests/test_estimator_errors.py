@@ -40,6 +40,8 @@ def test_multiple_outputs_without_target_raise_captums_assertion():
         (dict(design="sobol"), "design must be one of"),
         (dict(block=0), "block must be None, a positive int"),
         (dict(block=(2, -1)), "block must be None, a positive int"),
+        (dict(block=[]), "empty list"),
+        (dict(block=[2, 0]), "a non-empty list of those"),
         (dict(block=2, feature_mask=torch.zeros(3)), "not both"),
         (dict(max_batch_size=0), "max_batch_size must be a positive int"),
         (dict(seed=1.5), "seed must be None or an int"),
@@ -55,6 +57,8 @@ def test_block_larger_than_input():
         LREstimator(block=(9, 2))(lin, torch.randn(1, 3, 8, 8), 0)
     with pytest.raises(ValueError, match="larger than input 0"):
         LREstimator(block=20, n_samples=4)(lin, torch.randn(1, 10), 0)
+    with pytest.raises(ValueError, match="different numbers of dimensions"):
+        LREstimator(block=[2, (3,)], n_samples=4)(lin, torch.randn(1, 3, 8, 8), 0)
 
 
 def test_design_needing_whole_inputs_rejects_blocks():

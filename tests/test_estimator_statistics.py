@@ -15,6 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from captum_lr import LREstimator, UnperturbedFeaturesWarning
+from captum_lr.designs import Blocks
+from captum_lr.layout import InputLayout
 
 Z = 5.5  # two-sided z bound: false alarm < 4e-8 per check
 
@@ -205,6 +207,36 @@ def test_blocks_are_unbiased_per_coordinate_and_cover_uniformly():
     assert torch.equal(cov[:, 0], cov[:, 1])
 
 
+def test_multiscale_blocks_are_unbiased_and_cover_uniformly():
+    h = w_ = 8
+    weights = torch.randn(2, h, w_, dtype=torch.float64)
+
+    def f(x):
+        return (x * weights).flatten(1).sum(1)
+
+    rows, n, scales = 400, 24, [2, (3, 5), 8]
+    est = LREstimator(n_samples=n, sigma=0.2, block=scales, seed=6)
+    with pytest.warns(UnperturbedFeaturesWarning):
+        (g,) = est(f, torch.zeros(rows, 2, h, w_, dtype=torch.float64))
+    cov = est.last_coverage[0]
+    visited = cov > 0
+    assert (g[~visited] == 0).all()
+    gv = torch.where(visited, g, torch.nan)
+    mu = gv.nanmean(0)
+    cnt = visited.sum(0)
+    sd = ((gv - mu) ** 2).nansum(0).div(cnt - 1).sqrt()
+    assert ((mu - weights).abs() <= Z * sd / cnt.sqrt()).all()
+    # a sample covers a pixel with the mean over the three sizes of
+    # bh bw / ((8 + bh - 1)(8 + bw - 1)), the same for every pixel
+    q = sum(a * b / ((h + a - 1) * (w_ + b - 1)) for a, b in [(2, 2), (3, 5), (8, 8)])
+    expected = 1 - (1 - q / 3) ** n
+    p = (cov[:, 0] > 0).double().mean(0)
+    se = math.sqrt(expected * (1 - expected) / rows)
+    assert ((p - expected).abs() < Z * se).all()
+    layout = InputLayout([torch.zeros(1, 2, h, w_)])
+    assert "3 scales" in Blocks(scales, layout).describe()
+
+
 def test_feature_mask_groups():
     d = 12
     mask = torch.arange(d) // 4  # three groups of four
@@ -255,6 +287,7 @@ def test_unseeded_estimator_follows_torch_manual_seed():
     "kwargs",
     [
         dict(design="gaussian", block=(2, 3)),
+        dict(design="gaussian", block=[1, (2, 3), 4]),
         dict(design="gaussian", feature_mask=torch.arange(48).view(3, 4, 4) // 5),
         dict(design="orthogonal"),
         dict(design="gaussian", antithetic=True),

@@ -108,6 +108,7 @@ class Blocks(Support):
         self._table = torch.tensor(
             [[b for extent in extents for b in extent] for extents in per_scale],
             dtype=torch.long,
+            device=layout.device,
         )
         self.block = block
 
@@ -124,12 +125,11 @@ class Blocks(Support):
         # one draw per pair, so the positions do not depend on how pairs are
         # split into forward batches
         uniform = torch.rand((m, n_dims + extra), generator=generator, device=device)
-        table = self._table.to(device)
         if extra:
             scale = (uniform[:, n_dims] * n_scales).long().clamp_(max=n_scales - 1)
-            sizes = table.index_select(0, scale)
+            sizes = self._table.index_select(0, scale)
         else:
-            sizes = table.expand(m, n_dims)
+            sizes = self._table.expand(m, n_dims)
         parts, column = [], 0
         for shape, extent in zip(self.layout.shapes, self.extents):
             k = len(extent)

@@ -178,7 +178,11 @@ def test_softmax_target_matches_autograd_to_sigma_squared():
     assert ((g - exact).abs() <= bound + 1e-12).all()
 
 
-def test_blocks_are_unbiased_per_coordinate_and_cover_uniformly():
+def check_blocks(block, sizes):
+    """Blocks on 2 x 8 x 8 rows: each coordinate unbiased over the rows whose
+    samples covered it; coverage the same for every pixel, with probability
+    per sample the mean over ``sizes`` of bh bw / ((8 + bh - 1)(8 + bw - 1))
+    (blocks may be cut by the border); channels always together."""
     h = w_ = 8
     weights = torch.randn(2, h, w_, dtype=torch.float64)
 
@@ -186,7 +190,7 @@ def test_blocks_are_unbiased_per_coordinate_and_cover_uniformly():
         return (x * weights).flatten(1).sum(1)
 
     rows, n = 400, 24
-    est = LREstimator(n_samples=n, sigma=0.2, block=(3, 3), seed=6)
+    est = LREstimator(n_samples=n, sigma=0.2, block=block, seed=6)
     with pytest.warns(UnperturbedFeaturesWarning):
         (g,) = est(f, torch.zeros(rows, 2, h, w_, dtype=torch.float64))
     cov = est.last_coverage[0]
@@ -198,42 +202,22 @@ def test_blocks_are_unbiased_per_coordinate_and_cover_uniformly():
     cnt = visited.sum(0)
     sd = ((gv - mu) ** 2).nansum(0).div(cnt - 1).sqrt()
     assert ((mu - weights).abs() <= Z * sd / cnt.sqrt()).all()
-    # coverage probability is the same for corner and centre pixels:
-    # 9 / ((8 + 2) * (8 + 2)) per sample, channels always together
+    q = sum(a * b / ((h + a - 1) * (w_ + b - 1)) for a, b in sizes) / len(sizes)
+    expected = 1 - (1 - q) ** n
     p = (cov[:, 0] > 0).double().mean(0)
-    expected = 1 - (1 - 9 / 100) ** n
     se = math.sqrt(expected * (1 - expected) / rows)
     assert ((p - expected).abs() < Z * se).all()
     assert torch.equal(cov[:, 0], cov[:, 1])
 
 
+def test_blocks_are_unbiased_per_coordinate_and_cover_uniformly():
+    check_blocks((3, 3), [(3, 3)])
+
+
 def test_multiscale_blocks_are_unbiased_and_cover_uniformly():
-    h = w_ = 8
-    weights = torch.randn(2, h, w_, dtype=torch.float64)
-
-    def f(x):
-        return (x * weights).flatten(1).sum(1)
-
-    rows, n, scales = 400, 24, [2, (3, 5), 8]
-    est = LREstimator(n_samples=n, sigma=0.2, block=scales, seed=6)
-    with pytest.warns(UnperturbedFeaturesWarning):
-        (g,) = est(f, torch.zeros(rows, 2, h, w_, dtype=torch.float64))
-    cov = est.last_coverage[0]
-    visited = cov > 0
-    assert (g[~visited] == 0).all()
-    gv = torch.where(visited, g, torch.nan)
-    mu = gv.nanmean(0)
-    cnt = visited.sum(0)
-    sd = ((gv - mu) ** 2).nansum(0).div(cnt - 1).sqrt()
-    assert ((mu - weights).abs() <= Z * sd / cnt.sqrt()).all()
-    # a sample covers a pixel with the mean over the three sizes of
-    # bh bw / ((8 + bh - 1)(8 + bw - 1)), the same for every pixel
-    q = sum(a * b / ((h + a - 1) * (w_ + b - 1)) for a, b in [(2, 2), (3, 5), (8, 8)])
-    expected = 1 - (1 - q / 3) ** n
-    p = (cov[:, 0] > 0).double().mean(0)
-    se = math.sqrt(expected * (1 - expected) / rows)
-    assert ((p - expected).abs() < Z * se).all()
-    layout = InputLayout([torch.zeros(1, 2, h, w_)])
+    scales = [2, (3, 5), 8]
+    check_blocks(scales, [(2, 2), (3, 5), (8, 8)])
+    layout = InputLayout([torch.zeros(1, 2, 8, 8)])
     assert "3 scales" in Blocks(scales, layout).describe()
 
 

@@ -449,7 +449,7 @@ class LRMaskGradient(PerturbationAttribution):
         layout = InputLayout(xs)
         dtypes = [t.dtype for t in xs]
         bases = _expand_baselines(baselines, xs)
-        groups = _group_prior(feature_mask, layout.dim).bind(layout)
+        groups = _group_prior(feature_mask).bind(layout)
         runner = QueryRunner(
             self.forward_func,
             layout,
@@ -489,7 +489,7 @@ class LRMaskGradient(PerturbationAttribution):
 
 
 def _group_prior(
-    feature_mask: Tensor | tuple[Tensor, ...] | GroupPrior | None, dim: int
+    feature_mask: Tensor | tuple[Tensor, ...] | GroupPrior | None,
 ) -> GroupPrior:
     """The groups of a Captum-style feature mask (None: every coordinate)."""
     if isinstance(feature_mask, GroupPrior):

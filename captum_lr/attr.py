@@ -31,9 +31,9 @@ from captum.attr import (
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_lr.designs import SignDesign
 from captum_lr.estimator import LREstimator
 from captum_lr.layout import InputLayout
+from captum_lr.mask_design import SignDesign
 from captum_lr.masking import mask_gradient
 from captum_lr.priors import GroupPrior
 from captum_lr.queries import CountingForward, QueryRunner
@@ -314,7 +314,7 @@ class LRMaskGradient(PerturbationAttribution):
     the output from keeping the group, averaged over all subsets of the other
     groups kept. The masks come in foldover pairs (a mask and its complement,
     which cancels every even-order interaction between groups) drawn from
-    orthogonal blocks (:class:`~captum_lr.designs.SignDesign`: exact for
+    orthogonal blocks (:class:`~captum_lr.mask_design.SignDesign`: exact for
     outputs linear in the groups once a block of ``2N`` rows is complete, ``N``
     the smallest power of two above the number of groups).
 

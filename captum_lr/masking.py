@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from captum_lr.designs import SignDesign
+from captum_lr.mask_design import SignDesign
 from captum_lr.queries import QueryRunner
 
 

@@ -3,8 +3,9 @@
     python -m benchmarks.accuracy --images eval --px 112 --budgets 100,1000,4000
     python -m benchmarks.accuracy --linear          # linear functions, d = 3072
 
-Methods: every captum_lr preset of captum_lr.presets.PRESETS (except those with
-a fixed sweep), NES, RGF (i.i.d. and orthogonal), a GEEX-style estimator. All
+Methods: every captum_lr preset of captum_lr.estimation.presets.PRESETS
+(except those with a fixed sweep), NES, RGF (i.i.d. and orthogonal), a GEEX-style
+estimator. All
 gradient estimators use the same noise scale per coordinate, 1e-4 x the
 input's RMS (RGF's unit directions get sqrt(d) times that step; GEEX: its own
 0.3 on channel-shared masks). The explained output is the logit of the
@@ -29,8 +30,8 @@ from benchmarks.common import (
     write_results,
 )
 from captum_lr import LRSaliency
+from captum_lr.estimation.presets import PRESETS
 from captum_lr.metrics import cosine
-from captum_lr.presets import PRESETS
 
 SIGMA_REL = 1e-4
 

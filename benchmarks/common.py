@@ -97,7 +97,7 @@ def estimator_for_budget(name: str, inputs: torch.Tensor, budget: int, **overrid
     ``budget`` forward rows, by the estimator's own ``queries_for``; presets
     with a fixed sweep are returned as they are. None if even one sample does
     not fit."""
-    from captum_lr.presets import FIXED_SAMPLES, make_estimator
+    from captum_lr.estimation.presets import FIXED_SAMPLES, make_estimator
 
     if name in FIXED_SAMPLES:
         est = make_estimator(name, **overrides)

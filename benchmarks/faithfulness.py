@@ -52,8 +52,8 @@ from captum_lr import (
     blur_baseline,
     make_estimator,
 )
+from captum_lr.estimation.presets import FIXED_SAMPLES, PRESETS
 from captum_lr.metrics import deletion_insertion, mu_fidelity
-from captum_lr.presets import FIXED_SAMPLES, PRESETS
 
 
 def grid_mask(px: int, cells: int) -> torch.Tensor:

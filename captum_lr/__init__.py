@@ -6,25 +6,25 @@ from captum_lr.attr import (
     LRIntegratedGradients,
     LRMaskGradient,
     LRSaliency,
+    blur_baseline,
 )
-from captum_lr.baselines import blur_baseline
-from captum_lr.blackbox import (
+from captum_lr.estimation.budget import estimate_queries
+from captum_lr.estimation.estimator import (
+    ConstantOutputWarning,
+    LREstimator,
+    UnperturbedFeaturesWarning,
+)
+from captum_lr.estimation.masking import ConstantMaskOutputWarning
+from captum_lr.estimation.presets import PRESETS, make_estimator
+from captum_lr.estimation.priors import Grid, GroupPrior, SharedChannels
+from captum_lr.estimation.uncertainty import attribute_with_stderr, samples_for_cosine
+from captum_lr.remote.blackbox import (
     BlackBox,
     MalformedResponseError,
     PermanentError,
     QueryBudgetExceeded,
     TransientError,
 )
-from captum_lr.budget import estimate_queries
-from captum_lr.estimator import (
-    ConstantOutputWarning,
-    LREstimator,
-    UnperturbedFeaturesWarning,
-)
-from captum_lr.masking import ConstantMaskOutputWarning
-from captum_lr.presets import PRESETS, make_estimator
-from captum_lr.priors import Grid, GroupPrior, SharedChannels
-from captum_lr.uncertainty import attribute_with_stderr, samples_for_cosine
 
 __version__ = "0.1.0"
 

@@ -22,7 +22,7 @@ from captum.attr import IntegratedGradients, Saliency  # noqa: E402
 from captum.attr import visualization as viz  # noqa: E402
 
 from captum_lr.attr import LRIntegratedGradients, LRSaliency  # noqa: E402
-from captum_lr.estimator import LREstimator  # noqa: E402
+from captum_lr.estimation.estimator import LREstimator  # noqa: E402
 
 
 def demo_model() -> torch.nn.Module:

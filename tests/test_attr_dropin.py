@@ -29,7 +29,7 @@ from captum_lr import (
     LRIntegratedGradients,
     LRSaliency,
 )
-from captum_lr.estimator import AUTO_SIGMA
+from captum_lr.estimation.estimator import AUTO_SIGMA
 
 RTOL = 2e-3
 

@@ -64,7 +64,7 @@ def test_budget_to_samples_uses_queries_for(copies):
     import torch
 
     from benchmarks.common import estimator_for_budget
-    from captum_lr.presets import FIXED_SAMPLES, PRESETS, make_estimator
+    from captum_lr.estimation.presets import FIXED_SAMPLES, PRESETS, make_estimator
 
     z = torch.zeros(copies, 3, 16, 16)
     for name in PRESETS:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from captum_lr import LREstimator, LRGradientShap, LRIntegratedGradients, LRSaliency
-from captum_lr.blackbox import (
+from captum_lr.remote.blackbox import (
     BlackBox,
     MalformedResponseError,
     PermanentError,

@@ -14,8 +14,8 @@ from captum_lr import (
     LRIntegratedGradients,
     LRSaliency,
 )
-from captum_lr.blackbox import BlackBox
-from captum_lr.budget import estimate_queries
+from captum_lr.estimation.budget import estimate_queries
+from captum_lr.remote.blackbox import BlackBox
 
 W = torch.randn(12, 3, generator=torch.Generator().manual_seed(0))
 

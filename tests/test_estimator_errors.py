@@ -6,7 +6,7 @@ from captum._utils.gradient import compute_gradients
 from captum.attr import IntegratedGradients
 
 from captum_lr import LREstimator, LRIntegratedGradients, LRSaliency
-from captum_lr.presets import FIXED_SAMPLES, PRESETS, make_estimator
+from captum_lr.estimation.presets import FIXED_SAMPLES, PRESETS, make_estimator
 
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from captum_lr import LREstimator, UnperturbedFeaturesWarning
-from captum_lr.designs import Blocks
-from captum_lr.layout import InputLayout
+from captum_lr.estimation.designs import Blocks
+from captum_lr.estimation.layout import InputLayout
 
 Z = 5.5  # two-sided z bound: false alarm < 4e-8 per check
 

@@ -21,7 +21,7 @@ from captum_lr import (
     attribute_with_stderr,
     estimate_queries,
 )
-from captum_lr.mask_design import SignDesign, hadamard_signs
+from captum_lr.estimation.mask_design import SignDesign, hadamard_signs
 
 Z = 5.5
 

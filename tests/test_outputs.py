@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from captum_lr import LREstimator, LRSaliency
-from captum_lr.blackbox import BlackBox, MalformedResponseError
-from captum_lr.outputs import (
+from captum_lr.remote.blackbox import BlackBox, MalformedResponseError
+from captum_lr.remote.outputs import (
     DecisionMargin,
     EmbeddingSimilarity,
     LabelIndicator,

@@ -14,7 +14,7 @@ from captum_lr import (
     attribute_with_stderr,
     samples_for_cosine,
 )
-from captum_lr.priors import Grid, GroupPrior, SharedChannels
+from captum_lr.estimation.priors import Grid, GroupPrior, SharedChannels
 
 Z = 5.5
 

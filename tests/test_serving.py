@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from captum_lr import LREstimator, LRIntegratedGradients, LRSaliency
-from captum_lr.blackbox import BlackBox, PermanentError, QueryBudgetExceeded
-from captum_lr.budget import estimate_queries
-from captum_lr.outputs import LabelIndicator, TextScore
-from captum_lr.serving import (
+from captum_lr.estimation.budget import estimate_queries
+from captum_lr.remote.blackbox import BlackBox, PermanentError, QueryBudgetExceeded
+from captum_lr.remote.outputs import LabelIndicator, TextScore
+from captum_lr.remote.serving import (
     HTTPModelClient,
     ModelServer,
     demo_classifier,
@@ -175,8 +175,8 @@ def test_interrupted_run_resumes_from_disk_cache(server, tmp_path):
 KILLED_RUN = """
 import os, sys, torch
 from captum_lr import LREstimator, LRIntegratedGradients
-from captum_lr.blackbox import BlackBox
-from captum_lr.serving import demo_classifier, demo_images
+from captum_lr.remote.blackbox import BlackBox
+from captum_lr.remote.serving import demo_classifier, demo_images
 net = demo_classifier()
 calls = 0
 def model(images):

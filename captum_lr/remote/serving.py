@@ -19,7 +19,7 @@ truncated JSON body) and ``"slow"`` (answers after a delay).
 
 :class:`HTTPModelClient` is the matching batch function for
 :class:`~captum_lr.BlackBox`: it maps 5xx/429 replies, timeouts, dropped
-connections and malformed bodies to :class:`~captum_lr.blackbox.TransientError`
+connections and malformed bodies to :class:`~captum_lr.remote.blackbox.TransientError`
 (retried) and other 4xx replies to ``ValueError``.
 
 Examples::
@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from captum_lr.blackbox import TransientError
+from captum_lr.remote.blackbox import TransientError
 
 CLASSES = ("cat", "dog", "car", "tree")
 FAULTS = ("error", "timeout", "drop", "malformed", "slow")

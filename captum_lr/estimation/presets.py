@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from captum_lr.estimator import LREstimator
-from captum_lr.priors import Grid, SharedChannels
+from captum_lr.estimation.estimator import LREstimator
+from captum_lr.estimation.priors import Grid, SharedChannels
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The package default: see LREstimator (for RGB images: channel-stratified
@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Coarse region map: the exact gradient projected on a 14 x 14 grid of
     # cells shared across channels, one sweep of 196 cells + f(x) = 197 rows per
     # gradient (n_samples is fixed by the grid). With LRIntegratedGradients and
-    # captum_lr.baselines.blur_baseline this is the most faithful gradient map
+    # captum_lr.attr.baselines.blur_baseline this is the most faithful gradient map
     # measured (benchmarks/README.md); LRMaskGradient's region map, from large
     # perturbations, is more faithful still.
     "grid14": {"prior": Grid(14), "n_samples": 196, "antithetic": False},

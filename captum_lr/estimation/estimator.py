@@ -13,7 +13,7 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from captum_lr.designs import (
+from captum_lr.estimation.designs import (
     DESIGNS,
     Blocks,
     BlockSpec,
@@ -23,9 +23,9 @@ from captum_lr.designs import (
     image_channels,
     resolve_design,
 )
-from captum_lr.layout import InputLayout
-from captum_lr.priors import BoundPrior, GroupPrior, SharedChannels
-from captum_lr.queries import QueryRunner
+from captum_lr.estimation.layout import InputLayout
+from captum_lr.estimation.priors import BoundPrior, GroupPrior, SharedChannels
+from captum_lr.estimation.queries import QueryRunner
 
 AUTO_SIGMA = {"coordinate": 1e-2, "random": 1e-4}
 r"""``sigma="auto"``: the fraction of each input tensor's RMS, for coordinate
@@ -68,7 +68,7 @@ class LREstimator:
     channel-shared directions and channel contrasts: each row probes both and,
     where the shared ones carry more of the output's change (photos), spends
     its samples there, estimating the channel-mean gradient from a ``C``-th of
-    the coordinates (:meth:`project`; see :mod:`captum_lr.designs`).
+    the coordinates (:meth:`project`; see :mod:`captum_lr.estimation.designs`).
 
     Args:
 
@@ -109,7 +109,7 @@ class LREstimator:
                     Default: None
         design (str, optional): ``"auto"``, ``"gaussian"``, ``"orthogonal"``,
                     ``"orthogonal-channels"`` or ``"coordinate"``; see
-                    :mod:`captum_lr.designs`.
+                    :mod:`captum_lr.estimation.designs`.
                     Default: ``"auto"``
         antithetic (bool, optional): Evaluate each sample at ``x + sigma u`` and
                     ``x - sigma u`` (bias O(sigma^2), two rows per sample), or at
@@ -119,9 +119,10 @@ class LREstimator:
                     None: antithetic for coordinate sweeps, one-sided otherwise.
                     Default: None
         prior (GroupPrior, optional): Share each sample's noise within groups
-                    (:class:`~captum_lr.priors.SharedChannels`,
-                    :class:`~captum_lr.priors.Grid`, a feature mask): the estimate
-                    is then the projection of the gradient onto group-constant
+                    (:class:`~captum_lr.estimation.priors.SharedChannels`,
+                    :class:`~captum_lr.estimation.priors.Grid`, a feature mask):
+                    the estimate is then the projection of the gradient onto
+                    group-constant
                     inputs (see :meth:`project`). Exclusive with ``block`` and
                     ``feature_mask``.
                     Default: None
@@ -214,7 +215,7 @@ class LREstimator:
         if prior is not None:
             if not isinstance(prior, GroupPrior):
                 raise TypeError(
-                    "prior must be a captum_lr.priors.GroupPrior (Grid, "
+                    "prior must be a captum_lr.estimation.priors.GroupPrior (Grid, "
                     f"SharedChannels, GroupPrior(mask)), not {prior!r}."
                 )
             if block is not None or feature_mask is not None:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from captum_lr.layout import InputLayout, Space
+from captum_lr.estimation.layout import InputLayout, Space
 
 
 def flat_group_ids(

@@ -2,8 +2,9 @@ r"""Sampling designs: which direction each noise sample perturbs the input along
 
 A design draws, for a chunk of (row, sample) pairs, the noise directions ``U``
 (one ``(d,)`` vector per pair, in the flat coordinates of
-:class:`~captum_lr.layout.InputLayout`) and the weight ``W`` each pair adds to a
-coordinate's normaliser. The estimator averages, per coordinate, the samples
+:class:`~captum_lr.estimation.layout.InputLayout`) and the weight ``W`` each
+pair adds to a coordinate's normaliser. The estimator averages, per
+coordinate, the samples
 that perturbed it: ``g_j = sum_k delta_k U_kj / sigma_j / sum_k W_kj``.
 
 Designs (``design=``):
@@ -53,8 +54,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from captum_lr.layout import InputLayout, Space
-from captum_lr.priors import flat_group_ids
+from captum_lr.estimation.layout import InputLayout, Space
+from captum_lr.estimation.priors import flat_group_ids
 
 DESIGNS = ("auto", "gaussian", "orthogonal", "orthogonal-channels", "coordinate")
 WHOLE_INPUT_DESIGNS = ("orthogonal", "orthogonal-channels", "coordinate")

@@ -188,7 +188,7 @@ def _to_rows(response: Any, m: int, where: str) -> list[Any]:
     raise MalformedResponseError(
         f"{where}: the function returned a {type(response).__name__}; return a "
         "tensor, a NumPy array, a list or a Python scalar (and pass output= to "
-        "turn labels or text into numbers, see captum_lr.outputs)."
+        "turn labels or text into numbers, see captum_lr.remote.outputs)."
     )
 
 
@@ -213,7 +213,7 @@ def numeric_output(rows: Sequence[Any]) -> np.ndarray:
         raise MalformedResponseError(
             f"the function returned values of dtype {out.dtype} ({type(rows[0])}); "
             "scores must be real numbers. For labels or text pass output= (see "
-            "captum_lr.outputs.LabelIndicator and TextScore)."
+            "captum_lr.remote.outputs.LabelIndicator and TextScore)."
         )
     return out.astype(np.float64)
 
@@ -246,7 +246,7 @@ class BlackBox:
       ``queries`` past ``max_queries``, before sending any of them.
 
     Raw answers are cached, and ``output`` turns them into numbers when a call
-    returns, so labels or text (see :mod:`captum_lr.outputs`) can be re-scored
+    returns, so labels or text (see :mod:`captum_lr.remote.outputs`) can be re-scored
     against another target without paying again.
 
     Args:
@@ -277,7 +277,7 @@ class BlackBox:
                     Default: ``"numpy"``
         output (Callable, optional): Turns the list of per-row answers into an
                     array-like of real numbers, ``(rows,)`` or ``(rows, ...)``;
-                    e.g. :class:`captum_lr.outputs.LabelIndicator`. None:
+                    e.g. :class:`captum_lr.remote.outputs.LabelIndicator`. None:
                     :func:`numeric_output`.
                     Default: None
         requests_per_second (float, optional): The most batches started per

@@ -16,7 +16,7 @@ from captum._utils.common import _select_targets
 from captum._utils.typing import TargetType
 from torch import Tensor
 
-from captum_lr.layout import InputLayout
+from captum_lr.estimation.layout import InputLayout
 
 MULTIPLE_OUTPUTS_MESSAGE = (
     "Target not provided when necessary, cannot take gradient with respect to "

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from captum_lr.estimator import LREstimator
+from captum_lr.estimation.estimator import LREstimator
 
 
 def _explainer_with_estimator(attribution: Any) -> Any:

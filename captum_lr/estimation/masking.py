@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from captum_lr.mask_design import SignDesign
-from captum_lr.queries import QueryRunner
+from captum_lr.estimation.mask_design import SignDesign
+from captum_lr.estimation.queries import QueryRunner
 
 
 class ConstantMaskOutputWarning(UserWarning):

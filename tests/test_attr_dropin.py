@@ -277,9 +277,10 @@ def test_estimator_matches_autograd_on_random_shapes(
     exact = torch.autograd.grad(sel.sum(), xr)
     # Finite-difference error along coordinate j of tanh(x.W): one-sided
     # sigma/2 |W_jk|^2 max|tanh''| (0.77), central sigma^2/6 |W_jk|^3 max|tanh'''|
-    # (2), with sigma = AUTO_SIGMA * RMS of the input tensor (sigma="auto").
+    # (2), with sigma = AUTO_SIGMA * RMS of the row's input tensor (sigma="auto").
     for x, w, g, e in zip(xs, weights, got, exact):
-        sigma = AUTO_SIGMA["coordinate"] * x.pow(2).mean().sqrt()
+        rms = x.pow(2).flatten(1).mean(1).sqrt()
+        sigma = AUTO_SIGMA["coordinate"] * rms.reshape(-1, *([1] * (x.dim() - 1)))
         wmax = w.abs().max(1).values.reshape(x.shape[1:])
         if antithetic:
             bound = sigma**2 / 6 * wmax**3 * 2.0

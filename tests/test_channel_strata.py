@@ -33,7 +33,7 @@ def channel_mean(g):
 
 def test_default_design_for_images_and_other_inputs():
     f = linear([torch.ones(3, 8, 8)])
-    est = LREstimator(n_samples=50, seed=0)
+    est = LREstimator(shared_noise=False, n_samples=50, seed=0)
     est(f, torch.zeros(1, 3, 8, 8))
     assert est.last_design == "orthogonal-channels"
     est(linear([torch.ones(1, 8, 8)]), torch.zeros(1, 1, 8, 8))
@@ -50,7 +50,7 @@ def test_channel_constant_gradient_is_exact_from_a_third_of_the_queries():
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(1, 6, 6, generator=gen, dtype=torch.float64).expand(3, 6, 6)
     x = copies(torch.randn(3, 6, 6, generator=gen, dtype=torch.float64), 5)
-    est = LREstimator(n_samples=40, sigma=1.0, seed=1)
+    est = LREstimator(shared_noise=False, n_samples=40, sigma=1.0, seed=1)
     (g,) = est(linear([w]), x)
     assert est.queries == 5 * 41
     assert (est.last_contrast_scale < 1).all()
@@ -66,7 +66,7 @@ def test_contrast_gradient_makes_rows_sample_in_proportion_without_bias():
     w = torch.randn(3, 5, 4, generator=gen, dtype=torch.float64)
     w = w - w.mean(0, keepdim=True)
     rows = 400
-    est = LREstimator(n_samples=32, sigma=1.0, seed=3)
+    est = LREstimator(shared_noise=False, n_samples=32, sigma=1.0, seed=3)
     (g,) = est(linear([w]), torch.zeros(rows, 3, 5, 4, dtype=torch.float64))
     assert (est.last_contrast_scale == 1).all()
     mu, se = g.mean(0), g.std(0) / math.sqrt(rows)
@@ -88,7 +88,13 @@ def test_few_samples_are_unbiased_for_the_channel_mean_gradient(c, h, wd, seed):
     m = h * wd
     n = max(1, min(m - 1, 31))
     rows = 300
-    est = LREstimator(n_samples=n, sigma=1.0, seed=seed, design="orthogonal-channels")
+    est = LREstimator(
+        shared_noise=False,
+        n_samples=n,
+        sigma=1.0,
+        seed=seed,
+        design="orthogonal-channels",
+    )
     (g,) = est(linear([w]), torch.zeros(rows, c, h, wd, dtype=torch.float64))
     target = channel_mean(w)
     torch.testing.assert_close(est.project(g, w.expand_as(g))[0], target.expand_as(g))
@@ -110,7 +116,11 @@ def test_tuple_of_images_is_exact_with_a_complete_basis(c, h, wd, extra, seed):
     x = tuple(torch.randn((2,) + s, generator=gen, dtype=torch.float64) for s in shapes)
     d = sum(math.prod(s) for s in shapes)
     est = LREstimator(
-        n_samples=d + extra, sigma=1.0, seed=seed, design="orthogonal-channels"
+        shared_noise=False,
+        n_samples=d + extra,
+        sigma=1.0,
+        seed=seed,
+        design="orthogonal-channels",
     )
     assert est.samples_per_row(x) == d
     grads = est(linear(w), x)
@@ -144,7 +154,9 @@ def test_standard_error_is_calibrated(correlated, fn, n):
             return (0.5 * a * x * x + w * x).flatten(1).sum(1)
 
         grad = a * x0 + w
-    est = LREstimator(n_samples=n, sigma=1e-2, seed=6, track_stderr=True)
+    est = LREstimator(
+        shared_noise=False, n_samples=n, sigma=1e-2, seed=6, track_stderr=True
+    )
     x = copies(x0, rows)
     (g,) = est(f, x)
     (se,) = est.last_stderr
@@ -156,15 +168,15 @@ def test_standard_error_is_calibrated(correlated, fn, n):
 
 def test_design_errors_say_what_to_change():
     with pytest.raises(ValueError, match="needs every input tensor to have"):
-        LREstimator(design="orthogonal-channels")(
+        LREstimator(shared_noise=False, design="orthogonal-channels")(
             linear([torch.ones(100)]), torch.zeros(1, 100)
         )
     with pytest.raises(ValueError, match="same C"):
-        LREstimator(design="orthogonal-channels", n_samples=4)(
+        LREstimator(shared_noise=False, design="orthogonal-channels", n_samples=4)(
             linear([torch.ones(3, 4, 4), torch.ones(2, 4, 4)]),
             (torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4, 4)),
         )
     with pytest.raises(ValueError, match="call the estimator on these inputs first"):
-        LREstimator(n_samples=40).project(
+        LREstimator(shared_noise=False, n_samples=40).project(
             torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)
         )

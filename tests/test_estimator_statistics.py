@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from captum_lr import LREstimator, UnperturbedFeaturesWarning
-from captum_lr.estimation.designs import Blocks
 from captum_lr.estimation.layout import InputLayout
+from captum_lr.estimation.supports import Blocks
 
 Z = 5.5  # two-sided z bound: false alarm < 4e-8 per check
 
@@ -48,7 +48,12 @@ def test_gaussian_error_matches_variance_and_is_unbiased(d, n, antithetic, seed)
     x = torch.randn(d, generator=gen, dtype=torch.float64)
     rows = 400
     est = LREstimator(
-        n_samples=n, sigma=0.1, design="gaussian", antithetic=antithetic, seed=seed
+        shared_noise=False,
+        n_samples=n,
+        sigma=0.1,
+        design="gaussian",
+        antithetic=antithetic,
+        seed=seed,
     )
     (g,) = est(linear(w), (replicate(x, rows),))
     err2 = ((g - w) ** 2).sum(1)
@@ -65,7 +70,9 @@ def test_error_shrinks_like_one_over_sqrt_n(n):
     d = 48
     w = torch.linspace(-1, 1, d, dtype=torch.float64)
     x = torch.zeros(500, d, dtype=torch.float64)
-    est = LREstimator(n_samples=n, sigma=0.1, design="gaussian", seed=n)
+    est = LREstimator(
+        shared_noise=False, n_samples=n, sigma=0.1, design="gaussian", seed=n
+    )
     (g,) = est(linear(w), x)
     scaled = ((g - w) ** 2).sum(1) * n / (w @ w)  # expectation d + 1 for every n
     mean, se = mean_and_se(scaled)
@@ -87,7 +94,12 @@ def test_quadratic_antithetic_is_unbiased_and_has_linear_variance():
     grad = a @ x0 + b
     n, rows = 8, 600
     est = LREstimator(
-        n_samples=n, sigma=0.5, design="gaussian", antithetic=True, seed=1
+        shared_noise=False,
+        n_samples=n,
+        sigma=0.5,
+        design="gaussian",
+        antithetic=True,
+        seed=1,
     )
     (g,) = est(f, replicate(x0, rows))
     mean, se = mean_and_se(((g - grad) ** 2).sum(1))
@@ -108,7 +120,12 @@ def test_quadratic_one_sided_stays_unbiased():
 
     rows = 800
     est = LREstimator(
-        n_samples=4, sigma=0.3, design="gaussian", antithetic=False, seed=2
+        shared_noise=False,
+        n_samples=4,
+        sigma=0.3,
+        design="gaussian",
+        antithetic=False,
+        seed=2,
     )
     (g,) = est(f, replicate(x0, rows))
     mu, se_j = g.mean(0), g.std(0) / math.sqrt(rows)
@@ -122,7 +139,9 @@ def test_orthogonal_projection_energy(d, frac, seed):
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(d, generator=gen, dtype=torch.float64)
     rows = 300
-    est = LREstimator(n_samples=n, sigma=1.0, design="orthogonal", seed=seed)
+    est = LREstimator(
+        shared_noise=False, n_samples=n, sigma=1.0, design="orthogonal", seed=seed
+    )
     (g,) = est(linear(w), torch.zeros(rows, d, dtype=torch.float64))
     energy = ((g * n / d) ** 2).sum(1) / (w @ w)  # |Pg|^2 / |g|^2
     mean, se = mean_and_se(energy)
@@ -134,7 +153,9 @@ def test_orthogonal_projection_energy(d, frac, seed):
 @pytest.mark.parametrize("d", [7, 64, 300])
 def test_orthogonal_is_exact_at_n_equals_d(d):
     w = torch.randn(d, dtype=torch.float64)
-    est = LREstimator(n_samples=d, sigma=1.0, design="orthogonal", seed=3)
+    est = LREstimator(
+        shared_noise=False, n_samples=d, sigma=1.0, design="orthogonal", seed=3
+    )
     (g,) = est(linear(w), torch.randn(3, d, dtype=torch.float64))
     torch.testing.assert_close(g, w.expand(3, d), rtol=1e-9, atol=1e-9)
 
@@ -151,7 +172,9 @@ def test_sum_of_sines_is_exact_up_to_sigma_squared():
     def f(z):
         return (a * torch.sin(b * z)).sum(1)
 
-    (g,) = LREstimator(sigma=s)(f, x)  # d <= n_samples: coordinate sweep
+    (g,) = LREstimator(shared_noise=False, sigma=s)(
+        f, x
+    )  # d <= n_samples: coordinate sweep
     exact = a * b * torch.cos(b * x)
     bound = a.abs() * b**3 * s**2 / 6
     assert ((g - exact).abs() <= bound + 1e-12).all()
@@ -169,7 +192,7 @@ def test_softmax_target_matches_autograd_to_sigma_squared():
     def f(z):
         return torch.softmax(z @ w, dim=1)
 
-    (g,) = LREstimator(sigma=s)(f, x, target)
+    (g,) = LREstimator(shared_noise=False, sigma=s)(f, x, target)
     xr = x.clone().requires_grad_()
     (exact,) = torch.autograd.grad(f(xr).gather(1, target[:, None]).sum(), xr)
     # third derivative of a softmax output w.r.t. its logits is at most 1 in
@@ -190,7 +213,7 @@ def check_blocks(block, sizes):
         return (x * weights).flatten(1).sum(1)
 
     rows, n = 400, 24
-    est = LREstimator(n_samples=n, sigma=0.2, block=block, seed=6)
+    est = LREstimator(shared_noise=False, n_samples=n, sigma=0.2, block=block, seed=6)
     with pytest.warns(UnperturbedFeaturesWarning):
         (g,) = est(f, torch.zeros(rows, 2, h, w_, dtype=torch.float64))
     cov = est.last_coverage[0]
@@ -227,7 +250,12 @@ def test_feature_mask_groups():
     w = torch.arange(1.0, d + 1, dtype=torch.float64)
     rows = 300
     est = LREstimator(
-        n_samples=6, sigma=0.1, feature_mask=mask, design="gaussian", seed=7
+        shared_noise=False,
+        n_samples=6,
+        sigma=0.1,
+        feature_mask=mask,
+        design="gaussian",
+        seed=7,
     )
     # d > n_samples keeps the Gaussian design inside the groups
     with pytest.warns(UnperturbedFeaturesWarning):
@@ -247,9 +275,11 @@ def test_feature_mask_groups():
 def test_equal_seeds_give_equal_results(seed, design):
     f = linear(torch.randn(30))
     x = torch.randn(3, 30)
-    g1 = LREstimator(n_samples=5, seed=seed, design=design)(f, x)[0]
-    g2 = LREstimator(n_samples=5, seed=seed, design=design)(f, x)[0]
-    g3 = LREstimator(n_samples=5, seed=seed + 1, design=design)(f, x)[0]
+    g1 = LREstimator(shared_noise=False, n_samples=5, seed=seed, design=design)(f, x)[0]
+    g2 = LREstimator(shared_noise=False, n_samples=5, seed=seed, design=design)(f, x)[0]
+    g3 = LREstimator(shared_noise=False, n_samples=5, seed=seed + 1, design=design)(
+        f, x
+    )[0]
     assert torch.equal(g1, g2)
     assert not torch.equal(g1, g3)
     # rows of one call get their own noise
@@ -260,10 +290,10 @@ def test_unseeded_estimator_follows_torch_manual_seed():
     f = linear(torch.randn(30))
     x = torch.randn(2, 30)
     torch.manual_seed(0)
-    g1 = LREstimator(n_samples=5)(f, x)[0]
+    g1 = LREstimator(shared_noise=False, n_samples=5)(f, x)[0]
     torch.manual_seed(0)
-    g2 = LREstimator(n_samples=5)(f, x)[0]
-    g3 = LREstimator(n_samples=5)(f, x)[0]
+    g2 = LREstimator(shared_noise=False, n_samples=5)(f, x)[0]
+    g3 = LREstimator(shared_noise=False, n_samples=5)(f, x)[0]
     assert torch.equal(g1, g2) and not torch.equal(g1, g3)
 
 
@@ -288,7 +318,8 @@ def test_seeded_results_do_not_depend_on_max_batch_size(kwargs):
     x = torch.randn(3, 3, 4, 4, dtype=torch.float64)
     kwargs = {"n_samples": 20, **kwargs}
     outs = [
-        LREstimator(seed=0, max_batch_size=b, **kwargs)(f, x)[0] for b in (1, 7, 64)
+        LREstimator(shared_noise=False, seed=0, max_batch_size=b, **kwargs)(f, x)[0]
+        for b in (1, 7, 64)
     ]
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(outs[0], outs[2], rtol=1e-12, atol=1e-12)

@@ -29,7 +29,9 @@ def linear(w):
 def test_grid_sweep_is_the_exact_projection():
     w = torch.randn(3, 8, 8, dtype=torch.float64)
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    est = LREstimator(prior=Grid(4), n_samples=16)  # 16 cells: a coordinate sweep
+    est = LREstimator(
+        shared_noise=False, prior=Grid(4), n_samples=16
+    )  # 16 cells: a coordinate sweep
     (g,) = est(linear(w), x)
     (p,) = est.project(x, w.expand_as(x))
     torch.testing.assert_close(g, p, rtol=1e-9, atol=1e-9)
@@ -42,7 +44,7 @@ def test_grid_sweep_is_the_exact_projection():
 def test_shared_channels_projection_and_cost():
     w = torch.randn(3, 5, 5, dtype=torch.float64)
     x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
-    est = LREstimator(prior=SharedChannels(), n_samples=25)
+    est = LREstimator(shared_noise=False, prior=SharedChannels(), n_samples=25)
     (g,) = est(linear(w), x)
     torch.testing.assert_close(g[0], w.mean(0, keepdim=True).expand(3, 5, 5))
     assert est.queries_for(x) == est.queries == 25 * 2
@@ -53,7 +55,9 @@ def test_prior_with_few_samples_is_unbiased_for_the_projection(seed, n):
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(2, 12, 12, generator=gen, dtype=torch.float64)
     rows = 200
-    est = LREstimator(prior=Grid(6, share_channels=False), n_samples=n, seed=seed)
+    est = LREstimator(
+        shared_noise=False, prior=Grid(6, share_channels=False), n_samples=n, seed=seed
+    )
     x = torch.zeros(rows, 2, 12, 12, dtype=torch.float64)
     (g,) = est(linear(w), x)
     (p,) = est.project(x[:1], w.unsqueeze(0))
@@ -64,18 +68,20 @@ def test_prior_with_few_samples_is_unbiased_for_the_projection(seed, n):
 def test_group_prior_with_a_feature_mask_and_errors():
     mask = torch.tensor([[0, 0, 1, 1, 1, 2]])
     w = torch.arange(1.0, 7.0, dtype=torch.float64)
-    (g,) = LREstimator(prior=GroupPrior(mask))(
+    (g,) = LREstimator(shared_noise=False, prior=GroupPrior(mask))(
         linear(w), torch.ones(1, 6, dtype=torch.float64)
     )
     torch.testing.assert_close(
         g[0], torch.tensor([1.5, 1.5, 4, 4, 4, 6.0], dtype=torch.float64)
     )
     with pytest.raises(ValueError, match="cannot be combined"):
-        LREstimator(prior=Grid(2), block=2)
+        LREstimator(shared_noise=False, prior=Grid(2), block=2)
     with pytest.raises(TypeError, match="GroupPrior"):
-        LREstimator(prior="grid")
+        LREstimator(shared_noise=False, prior="grid")
     with pytest.raises(ValueError, match="exceed"):
-        LREstimator(prior=Grid(9))(linear(torch.ones(3, 4, 4)), torch.ones(1, 3, 4, 4))
+        LREstimator(shared_noise=False, prior=Grid(9))(
+            linear(torch.ones(3, 4, 4)), torch.ones(1, 3, 4, 4)
+        )
 
 
 @pytest.mark.parametrize(
@@ -107,7 +113,14 @@ def test_standard_error_is_calibrated(design, fn):
             return 0.5 * ((x @ a) * x).sum(1) + x @ w
 
         grad = a @ x0 + w
-    est = LREstimator(n_samples=n, design=design, sigma=0.3, seed=1, track_stderr=True)
+    est = LREstimator(
+        shared_noise=False,
+        n_samples=n,
+        design=design,
+        sigma=0.3,
+        seed=1,
+        track_stderr=True,
+    )
     (g,) = est(f, x0.expand(rows, d).clone())
     (se,) = est.last_stderr
     observed = (g - grad).pow(2).mean().sqrt()
@@ -117,7 +130,13 @@ def test_standard_error_is_calibrated(design, fn):
 
 def test_complete_orthogonal_set_reports_zero_error():
     d = 16
-    est = LREstimator(n_samples=d, design="orthogonal", sigma=1.0, track_stderr=True)
+    est = LREstimator(
+        shared_noise=False,
+        n_samples=d,
+        design="orthogonal",
+        sigma=1.0,
+        track_stderr=True,
+    )
     est(
         linear(torch.randn(d, dtype=torch.float64)),
         torch.zeros(2, d, dtype=torch.float64),
@@ -126,7 +145,9 @@ def test_complete_orthogonal_set_reports_zero_error():
 
 
 def test_single_sample_coordinates_report_infinite_error():
-    est = LREstimator(block=2, n_samples=3, seed=0, track_stderr=True)
+    est = LREstimator(
+        shared_noise=False, block=2, n_samples=3, seed=0, track_stderr=True
+    )
     with pytest.warns(UserWarning):
         est(linear(torch.ones(20)), torch.zeros(1, 20))
     (se,), (cov,) = est.last_stderr, est.last_coverage
@@ -138,7 +159,9 @@ def test_sigma_below_the_models_resolution_warns():
         return torch.floor(x * 4).sum(1)
 
     with pytest.warns(ConstantOutputWarning, match="raise sigma"):
-        (g,) = LREstimator(n_samples=8)(quantised, torch.full((2, 30), 0.6))
+        (g,) = LREstimator(shared_noise=False, n_samples=8)(
+            quantised, torch.full((2, 30), 0.6)
+        )
     assert (g == 0).all()
 
 
@@ -148,7 +171,9 @@ def test_attribute_with_stderr_is_calibrated_for_integrated_gradients():
     d, rows = 64, 200
     w = torch.randn(d, dtype=torch.float64)
     x = torch.randn(rows, d, dtype=torch.float64)
-    est = LREstimator(n_samples=32, design="gaussian", sigma=0.1, seed=3)
+    est = LREstimator(
+        shared_noise=False, n_samples=32, design="gaussian", sigma=0.1, seed=3
+    )
     ig = LRIntegratedGradients(linear(w), estimator=est)
     attr, se = attribute_with_stderr(ig, x, replicates=8, n_steps=4)
     observed = (attr - w * x).pow(2).mean().sqrt()
@@ -185,14 +210,16 @@ def test_completeness_correction_closes_the_gap_and_counts_its_rows():
             return net(x)[:, 0]
 
     x = torch.randn(3, 200)
-    est = LREstimator(n_samples=20, seed=0)
+    est = LREstimator(shared_noise=False, n_samples=20, seed=0)
     plain = LRIntegratedGradients(f, estimator=est)
     attr, delta = plain.attribute(x, n_steps=8, return_convergence_delta=True)
     assert delta.abs().min() > 1e-3  # a noisy estimate misses completeness
     # the convergence delta's 2 rows per example are counted with the rest
     assert plain.queries == 8 * 3 * 21 + 2 * 3
     fixed = LRIntegratedGradients(
-        f, estimator=LREstimator(n_samples=20, seed=0), completeness=True
+        f,
+        estimator=LREstimator(shared_noise=False, n_samples=20, seed=0),
+        completeness=True,
     )
     attr2, delta2 = fixed.attribute(x, n_steps=8, return_convergence_delta=True)
     assert delta2.abs().max() < 1e-5
@@ -217,7 +244,7 @@ def test_completeness_correction_works_inside_noise_tunnel():
         return torch.tanh(x @ w)
 
     ig = LRIntegratedGradients(
-        f, estimator=LREstimator(n_samples=10), completeness=True
+        f, estimator=LREstimator(shared_noise=False, n_samples=10), completeness=True
     )
     x = torch.randn(2, 50, dtype=torch.float64)
     out = NoiseTunnel(ig).attribute(x, nt_samples=3, stdevs=0.1, n_steps=5)

@@ -1,11 +1,18 @@
-r"""The likelihood-ratio gradient estimator: a drop-in ``gradient_func``."""
+r"""The likelihood-ratio gradient estimator: a drop-in ``gradient_func``.
+
+A call resolves its plan once (design, budget, noise streams, noise scales:
+:meth:`LREstimator._plan_call`), sends its queries in chunks
+(:meth:`LREstimator._query`, into :class:`~captum_lr.estimation.sums.RunningSums`),
+combines the sums per design, and reports (:meth:`LREstimator._finish`).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,23 +22,25 @@ from tqdm.auto import tqdm
 
 from captum_lr.estimation.designs import (
     DESIGNS,
-    Blocks,
-    BlockSpec,
-    FeatureGroups,
     SamplingPlan,
-    Support,
     image_channels,
     resolve_design,
 )
 from captum_lr.estimation.layout import InputLayout
 from captum_lr.estimation.priors import BoundPrior, GroupPrior, SharedChannels
 from captum_lr.estimation.queries import QueryRunner
+from captum_lr.estimation.streams import CounterNoise, call_key
+from captum_lr.estimation.sums import RunningSums
+from captum_lr.estimation.supports import Blocks, BlockSpec, FeatureGroups, Support
 
 AUTO_SIGMA = {"coordinate": 1e-2, "random": 1e-4}
 r"""``sigma="auto"``: the fraction of each input tensor's RMS, for coordinate
 sweeps (central differences, bias O(sigma^2), one coordinate per query so
 rounding matters) and for random designs (one-sided, bias O(sigma), many
 coordinates per query)."""
+
+LOW_COSINE = 0.5
+r"""The expected cosine below which a call warns (:class:`LowAccuracyWarning`)."""
 
 
 class UnperturbedFeaturesWarning(UserWarning):
@@ -40,6 +49,33 @@ class UnperturbedFeaturesWarning(UserWarning):
 
 class ConstantOutputWarning(UserWarning):
     r"""Every perturbed query returned the unperturbed output: sigma too small."""
+
+
+class LowAccuracyWarning(UserWarning):
+    r"""The design's expected cosine with the gradient is low for this budget."""
+
+
+@dataclass
+class _StreamLayout:
+    """How the rows of the calls inside :meth:`LREstimator.noise_streams` map
+    to noise streams and to the examples that set their noise scale."""
+
+    kind: str
+    size: int
+    reference: tuple[Tensor, ...] | None
+    offset: int = 0  # streams ("steps") or rows used by earlier calls
+
+
+@dataclass
+class _CallPlan:
+    """What one call resolved before its first query."""
+
+    layout: InputLayout
+    prior: BoundPrior | None
+    plan: SamplingPlan
+    sigmas: Tensor  # (rows, k): each row's noise scale per coordinate
+    n: int
+    antithetic: bool
 
 
 class LREstimator:
@@ -81,8 +117,10 @@ class LREstimator:
         sigma (float or str, optional): The noise scale. A positive float is used
                     as is for every input tensor; ``"auto"`` uses ``1e-2`` (for
                     coordinate sweeps) or ``1e-4`` (for random designs) times
-                    the root mean square of each input tensor over the batch of
-                    the call (of 1 if that is 0). Smaller sigma estimates the
+                    the root mean square of each input tensor in each example
+                    (of 1 if that is 0; under :meth:`noise_streams` with a
+                    reference, of the example the row belongs to, e.g. the
+                    input of an IntegratedGradients path). Smaller sigma estimates the
                     gradient more locally (less smoothing bias) but is more
                     sensitive to noise, rounding and quantisation of the inputs
                     and outputs: for quantised models, hard labels or rounded
@@ -130,10 +168,26 @@ class LREstimator:
                     error from the spread of the samples (``last_stderr``);
                     costs one more ``(rows, d)`` buffer.
                     Default: False
-        seed (int, optional): None draws the noise from torch's global random
-                    generator. An int makes every call reproducible: the noise
-                    is a function of the seed and the call's inputs.
+        seed (int, optional): None draws a new random key per call from torch's
+                    global generator. An int makes the noise a function of the
+                    seed, the rows' shapes and the sample index only (common
+                    random numbers): the same call re-sends the same rows, an
+                    example's map does not depend on the other rows of its
+                    batch nor on ``max_batch_size``, and a seeded map is a
+                    smooth function of the input, so Captum's sensitivity and
+                    infidelity metrics measure the model, not the noise.
                     Default: None
+        shared_noise (bool, optional): Give every row of a plain call the same
+                    noise directions (rows are different examples, so this
+                    costs their maps nothing). The LR attribution classes keep
+                    independent noise where rows are averaged: one stream per
+                    path point of IntegratedGradients, per random baseline of
+                    GradientShap (:meth:`noise_streams`). False gives every
+                    row its own directions: use it under
+                    :class:`~captum.attr.NoiseTunnel` so that its average also
+                    reduces the estimator's noise (at the price of maps that
+                    jump under small input changes).
+                    Default: True
         max_batch_size (int, optional): The most rows sent to the forward
                     function in one call; memory use is bounded by it, whatever
                     ``n_samples`` is.
@@ -162,6 +216,15 @@ class LREstimator:
                     the row sampled all directions in proportion (unbiased for
                     the gradient), below 1 where it spent its samples on the
                     channel-shared ones (see :meth:`project`); None otherwise.
+        last_expected_cosine (Tensor): Per row of the last call, the design's
+                    expected cosine between the estimate and what it estimates
+                    (:meth:`project`) for a linear function: ``sqrt(n/d)`` for
+                    orthogonal directions, ``sqrt(n/(n+d+1))`` for Gaussian
+                    ones, 1 for a complete sweep, from the probes' energies for
+                    the channel strata; None for blocks and feature groups.
+                    Below 0.5 the estimator warns once
+                    (:class:`LowAccuracyWarning`) with the ``n_samples`` that
+                    reaches 0.9.
 
     Examples::
 
@@ -183,6 +246,7 @@ class LREstimator:
         antithetic: bool | None = None,
         prior: GroupPrior | None = None,
         seed: int | None = None,
+        shared_noise: bool = True,
         max_batch_size: int = 64,
         show_progress: bool = False,
         track_stderr: bool = False,
@@ -244,6 +308,7 @@ class LREstimator:
         self.prior = prior
         self.track_stderr = bool(track_stderr)
         self.seed = seed
+        self.shared_noise = bool(shared_noise)
         self.max_batch_size = max_batch_size
         self.show_progress = show_progress
         self.queries = 0
@@ -251,17 +316,26 @@ class LREstimator:
         self.last_stderr: tuple[Tensor, ...] | None = None
         self.last_design: str | None = None
         self.last_contrast_scale: Tensor | None = None
+        self.last_expected_cosine: Tensor | None = None
+        self._stream_layout: _StreamLayout | None = None
+        self._warned_accuracy = False
 
     def __repr__(self) -> str:
         return (
             f"LREstimator(n_samples={self.n_samples}, sigma={self.sigma!r}, "
             f"block={self.block!r}, prior={self.prior!r}, design={self.design!r}, "
             f"antithetic={self.antithetic}, seed={self.seed}, "
+            f"shared_noise={self.shared_noise}, "
             f"max_batch_size={self.max_batch_size})"
         )
 
     def _plan_shape(self, layout: InputLayout) -> tuple[int, bool]:
         """Samples per row and whether they are antithetic, for this layout."""
+        return self._resolve(layout)[1:]
+
+    def _resolve(self, layout: InputLayout) -> tuple[str, int, bool]:
+        """The concrete design, samples per row and whether they are
+        antithetic, for this layout."""
         if self.prior is not None:
             k, channels = self._bind_prior(layout).space.dim, None
         else:
@@ -271,7 +345,22 @@ class LREstimator:
         )
         sweep = design == "coordinate"
         antithetic = sweep if self.antithetic is None else self.antithetic
-        return n, antithetic
+        return design, n, antithetic
+
+    def design_for(self, inputs: Tensor | Sequence[Tensor]) -> tuple[str, int]:
+        r"""The design a call on ``inputs`` uses (what ``"auto"`` resolves to)
+        and its samples per row.
+
+        Args:
+
+            inputs (Tensor or tuple[Tensor, ...]): Inputs of the shape the
+                        estimator is called on.
+
+        Returns:
+            *tuple[str, int]*: the design and its samples per row.
+        """
+        design, n, _ = self._resolve(InputLayout(_as_tuple(inputs)))
+        return design, n
 
     def samples_per_row(self, inputs: Tensor | Sequence[Tensor]) -> int:
         r"""The number of noise samples a call on ``inputs`` draws per row."""
@@ -358,43 +447,137 @@ class LREstimator:
             return FeatureGroups(self.feature_mask, layout)
         return Support()
 
-    def _sigmas(
-        self, inputs: tuple[Tensor, ...], layout: InputLayout, design: str
-    ) -> Tensor:
-        if self.sigma != "auto":
-            return torch.full(
-                (layout.dim,),
-                float(self.sigma),
-                device=layout.device,
-                dtype=layout.dtype,
-            )
-        scales = []
-        for t in inputs:
-            rms = t.detach().to(layout.dtype).pow(2).mean().sqrt()
-            scales.append(torch.where(rms > 0, rms, torch.ones_like(rms)))
-        fraction = AUTO_SIGMA["coordinate" if design == "coordinate" else "random"]
-        scales = [fraction * scale for scale in scales]
-        return layout.per_coordinate(scales)
+    @contextmanager
+    def noise_streams(
+        self,
+        layout: str,
+        size: int,
+        reference: Tensor | Sequence[Tensor] | None = None,
+    ) -> Iterator[LREstimator]:
+        r"""
+        Within this context, calls give groups of rows their own noise
+        streams: how the LR attribution classes keep independent noise where
+        Captum averages rows (you need it only when you put an estimator into
+        a Captum class yourself and want the same).
 
-    def _generator(self, inputs: tuple[Tensor, ...], device: torch.device):
+        Args:
+
+            layout (str): ``"steps"``: rows come step-major in consecutive
+                        groups of ``size`` rows (Captum's IntegratedGradients:
+                        one group per path point, ``size`` = the batch), each
+                        group its own stream, counted on across the calls
+                        inside the context (``internal_batch_size``).
+                        ``"samples"``: rows come example-major, ``size`` per
+                        example (NoiseTunnel, GradientShap's random
+                        baselines), row ``r`` in stream ``r % size``.
+            size (int): The group size (``"steps"``) or samples per example
+                        (``"samples"``).
+            reference (Tensor or tuple[Tensor, ...], optional): The examples
+                        (one row each, the inputs of the attribution) whose
+                        RMS sets ``sigma="auto"`` for their rows; None: each
+                        row's own.
+                        Default: None
+
+        Examples::
+
+            >>> est = LREstimator(seed=0)
+            >>> ig = IntegratedGradients(model_fn)
+            >>> ig.gradient_func = est
+            >>> with est.noise_streams("steps", x.shape[0], reference=x):
+            ...     attr = ig.attribute(x, target=3, n_steps=16)
+        """
+        if layout not in ("steps", "samples"):
+            raise ValueError(f"layout must be 'steps' or 'samples', not {layout!r}.")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}.")
+        ref = None if reference is None else _as_tuple(reference)
+        outer = self._stream_layout
+        self._stream_layout = _StreamLayout(layout, size, ref)
+        try:
+            yield self
+        finally:
+            self._stream_layout = outer
+
+    def _streams(self, batch: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Each row's noise stream, and its example (row of the reference)."""
+        rows = torch.arange(batch, device=device)
+        context = self._stream_layout
+        if context is None:
+            streams = rows if not self.shared_noise else torch.zeros_like(rows)
+            return streams, rows
+        if batch % context.size:
+            raise ValueError(
+                f"a call inside noise_streams({context.kind!r}, {context.size}) "
+                f"has {batch} rows, not a multiple of {context.size}."
+            )
+        if context.kind == "steps":
+            examples = rows % context.size
+            if self.shared_noise:
+                streams = context.offset + rows // context.size
+                context.offset += batch // context.size
+            else:
+                streams = context.offset + rows
+                context.offset += batch
+            return streams, examples
+        streams = rows % context.size if self.shared_noise else rows
+        return streams, rows // context.size
+
+    def _sigmas(
+        self,
+        inputs: tuple[Tensor, ...],
+        layout: InputLayout,
+        design: str,
+        examples: Tensor,
+    ) -> Tensor:
+        """``(rows, d)`` noise scale of every row and coordinate."""
+        batch, d = layout.batch_size, layout.dim
+        if self.sigma != "auto":
+            value = torch.full((1, d), float(self.sigma), dtype=layout.dtype)
+            return value.to(layout.device).expand(batch, d)
+        context = self._stream_layout
+        reference = inputs
+        if context is not None and context.reference is not None:
+            reference = context.reference
+            if len(reference) != len(inputs) or any(
+                r.shape[1:] != t.shape[1:] for r, t in zip(reference, inputs)
+            ):
+                raise ValueError(
+                    "noise_streams(reference=...) must be shaped like the "
+                    "inputs (one row per example)."
+                )
+        fraction = AUTO_SIGMA["coordinate" if design == "coordinate" else "random"]
+        parts = []
+        for ref, size in zip(reference, layout.sizes):
+            rows = ref.detach().reshape(ref.shape[0], -1).to(layout.dtype)
+            rms = rows.square().mean(1).sqrt()
+            rms = torch.where(rms > 0, rms, torch.ones_like(rms)).to(layout.device)
+            scale = fraction * rms.index_select(0, examples)
+            parts.append(scale.unsqueeze(1).expand(batch, size))
+        return torch.cat(parts, dim=1)
+
+    def _plan_call(self, inputs: tuple[Tensor, ...], layout: InputLayout) -> _CallPlan:
+        """Resolves everything a call needs before its first query."""
+        device = layout.device
+        prior = self._bind_prior(layout) if self.prior is not None else None
+        streams, examples = self._streams(layout.batch_size, device)
         if self.seed is None:
-            call_seed = int(torch.randint(0, 2**62, (1,)).item())
+            key = int(torch.randint(0, 2**32, (1,)).item())
         else:
-            stats = torch.stack(
-                [
-                    torch.stack(
-                        [t.detach().double().sum(), t.detach().double().abs().sum()]
-                    )
-                    for t in inputs
-                ]
-            ).cpu()
-            shapes = tuple(tuple(t.shape) for t in inputs)
-            # hashlib, not hash(): the seed must be the same in every process so
-            # that re-running an attribution re-sends the same (cached) queries.
-            key = repr((self.seed, shapes, stats.flatten().tolist())).encode()
-            call_seed = int.from_bytes(hashlib.sha256(key).digest()[:8], "little")
-            call_seed %= 2**62
-        return torch.Generator(device=device).manual_seed(call_seed)
+            key = call_key(self.seed, layout.shapes)
+        plan = SamplingPlan(
+            self.design,
+            self._support(layout),
+            prior.space if prior is not None else layout.space,
+            self.n_samples,
+            CounterNoise(key, device),
+            streams,
+            layout=None if prior is not None else layout,
+        )
+        sigmas = self._sigmas(inputs, layout, plan.design, examples)
+        if prior is not None:  # the mean over each group
+            sigmas = prior.reduce(sigmas) / prior.sizes.sqrt()
+        _, n, antithetic = self._resolve(layout)
+        return _CallPlan(layout, prior, plan, sigmas, n, antithetic)
 
     def __call__(
         self,
@@ -427,9 +610,9 @@ class LREstimator:
             typed like it, on its device.
         """
         inputs = _as_tuple(inputs)
+        _check_values(inputs)
         layout = InputLayout(inputs)
         dtypes = [t.dtype for t in inputs]
-        batch, device = layout.batch_size, layout.device
         runner = QueryRunner(
             forward_fn,
             layout,
@@ -439,127 +622,158 @@ class LREstimator:
             self.max_batch_size,
             self._count,
         )
-        if batch == 0:
+        if layout.batch_size == 0:
             return tuple(torch.zeros_like(t) for t in inputs)
-        x = layout.flatten(inputs)
-        prior = self._bind_prior(layout) if self.prior is not None else None
-        plan = SamplingPlan(
-            self.design,
-            self._support(layout),
-            prior.space if prior is not None else layout.space,
-            self.n_samples,
-            self._generator(inputs, device),
-            layout=None if prior is not None else layout,
-        )
-        self.last_design = plan.design
-        sigmas = self._sigmas(inputs, layout, plan.design)
-        if prior is not None:
-            sigmas = prior.group_mean(sigmas)
-        n, antithetic = self._plan_shape(layout)
-        k = plan.space.dim
-        rows_per_pair = 2 if antithetic else 1
-        f0 = None if antithetic else runner(x, torch.arange(batch))
+        call = self._plan_call(inputs, layout)
+        sums = self._query(call, runner, layout.flatten(inputs))
+        return self._finish(call, sums, dtypes)
 
-        def zeros() -> Tensor:
-            return torch.zeros((batch, k), device=device, dtype=layout.dtype)
-
-        # one running sum per stratum of the design (rows of stratum l at l*batch)
-        levels = plan.levels
-        numerator = torch.zeros((levels * batch, k), device=device, dtype=layout.dtype)
-        squares = torch.zeros_like(numerator) if self.track_stderr else None
-        weights = zeros() if plan.weighted else None
-        energy = torch.zeros(levels * batch, device=device, dtype=layout.dtype)
-        moved = torch.zeros((), dtype=torch.long, device=device)
-        total = n * batch
-        probe_end = plan.probe_samples * batch
+    def _query(self, call: _CallPlan, runner: QueryRunner, x: Tensor) -> RunningSums:
+        """Sends the call's queries in chunks and sums what comes back."""
+        plan, batch = call.plan, call.layout.batch_size
+        sums = RunningSums(plan, self.track_stderr)
+        per_pair = 2 if call.antithetic else 1
+        f0 = None
+        if not call.antithetic:
+            f0 = runner(x, torch.arange(batch, device=x.device))
+        total, probe_end = call.n * batch, plan.probe_samples * batch
+        chunk = max(1, self.max_batch_size // per_pair)
         bar = tqdm(
-            total=total * rows_per_pair,
+            total=total * per_pair,
             disable=not self.show_progress,
             desc="LR queries",
             unit="row",
         )
-        chunk = max(1, self.max_batch_size // rows_per_pair)
-        for start, stop in _chunks(total, chunk, probe_end):
-            pairs = torch.arange(start, stop)
-            rows_cpu = pairs % batch
-            rows = rows_cpu.to(device, non_blocking=True)
-            samples = (pairs // batch).to(device, non_blocking=True)
-            u, w = plan.draw(samples, rows)
-            step = u * sigmas
-            if prior is not None:
-                step = prior.expand(step)
-            base = x.index_select(0, rows)
-            if antithetic:
-                both = runner(
-                    torch.cat([base + step, base - step]),
-                    torch.cat([rows_cpu, rows_cpu]),
-                )
-                delta = (both[: rows.shape[0]] - both[rows.shape[0] :]) * 0.5
-            else:
-                delta = runner(base + step, rows_cpu) - f0.index_select(0, rows)
-            moved += (delta != 0).sum()
-            level = plan.level(samples, rows)
-            slot = rows if level is None else rows + level * batch
-            contribution = u * delta.unsqueeze(1)
-            numerator.index_add_(0, slot, contribution)
-            if start < probe_end:  # the probes' output changes, per stratum
-                energy.index_add_(0, slot, delta.to(layout.dtype).square())
-            if squares is not None:
-                squares.index_add_(0, slot, contribution.square())
-            if weights is not None:
-                weights.index_add_(0, rows, w)
-            if stop == probe_end:
-                plan.adapt(energy.view(levels, batch))
-            bar.update(rows.shape[0] * rows_per_pair)
-        bar.close()
+        with bar:
+            for start, stop in _chunks(total, chunk, probe_end):
+                pairs = torch.arange(start, stop, device=x.device)
+                rows = pairs % batch
+                draw = plan.draw(pairs // batch, rows)
+                step = draw.u * call.sigmas.index_select(0, rows)
+                if call.prior is not None:
+                    step = call.prior.expand(step)
+                base = x.index_select(0, rows)
+                if f0 is None:
+                    both = runner(torch.cat([base + step, base - step]), rows.repeat(2))
+                    delta = (both[: rows.shape[0]] - both[rows.shape[0] :]) * 0.5
+                else:
+                    delta = runner(base + step, rows) - f0.index_select(0, rows)
+                sums.add(draw, rows, delta, start < probe_end)
+                if stop == probe_end:
+                    sums.adapt()
+                bar.update(rows.shape[0] * per_pair)
         runner.check_finite()
-        unchanged = 1.0 - int(moved.item()) / total
+        return sums
+
+    def _finish(
+        self, call: _CallPlan, sums: RunningSums, dtypes: list[torch.dtype]
+    ) -> tuple[Tensor, ...]:
+        """Divides by sigma, warns, sets the ``last_*`` attributes."""
+        layout, prior, plan = call.layout, call.prior, call.plan
+        grads, var, counts = sums.combine()
+        grads = grads / call.sigmas
+        stderr = None if var is None else (var / call.sigmas.square()).sqrt()
+        total = call.n * layout.batch_size
+        unchanged = 1.0 - int(sums.moved.item()) / total
         if unchanged > 0.5:
-            warnings.warn(
+            _warn(
                 f"{unchanged:.0%} of the perturbed queries returned exactly the "
                 "unperturbed output and carry no information about the gradient, "
                 "so the estimate is noisy (0 where no query moved): sigma is small "
                 "for this model (quantised inputs or outputs, hard labels, rounded "
                 "API outputs); raise sigma.",
                 ConstantOutputWarning,
-                stacklevel=2,
             )
-
-        if levels > 1:
-            grads, var = plan.combine(numerator, squares)
-            counts = torch.full_like(grads, n)
-            covered = counts > 0
-            grads = grads / sigmas
-            self.last_contrast_scale = plan.contrast_scale()
-        else:
-            counts = weights if weights is not None else torch.full_like(numerator, n)
-            covered = counts > 0
-            safe = counts.clamp_min(1e-30)
-            grads = torch.where(covered, numerator / safe, 0.0) / sigmas
-            self.last_contrast_scale = None
-        if squares is not None:
-            if levels == 1:
-                spread = (squares / safe - (numerator / safe).square()).clamp_min(0)
-                var = spread * counts / (counts - 1).clamp_min(1e-30) / safe
-                var = var * plan.finite_population
-                var = torch.where(counts > 1.5, var, torch.inf)
-            stderr = (var / sigmas.square()).sqrt()
-        n_missed = int((~covered).sum().item()) if weights is not None else 0
-        if n_missed:
-            warnings.warn(
-                f"{n_missed} of {batch * k} coordinates were never perturbed by the "
-                f"{n} samples per row; their gradient estimate is 0 (see "
-                "LREstimator.last_coverage). Raise n_samples or use larger blocks.",
-                UnperturbedFeaturesWarning,
-                stacklevel=2,
-            )
+        if plan.weighted:
+            n_missed = int((counts <= 0).sum().item())
+            if n_missed:
+                _warn(
+                    f"{n_missed} of {counts.numel()} coordinates were never "
+                    f"perturbed by the {call.n} samples per row; their gradient "
+                    "estimate is 0 (see LREstimator.last_coverage). Raise "
+                    "n_samples or use larger blocks.",
+                    UnperturbedFeaturesWarning,
+                )
+        self.last_design = plan.design
+        self.last_contrast_scale = (
+            plan.strata.contrast_scale() if plan.strata is not None else None
+        )
+        self.last_expected_cosine = plan.expected_cosine()
+        self._warn_accuracy(call)
         if prior is not None:
             grads, counts = prior.expand(grads), prior.gather(counts)
-            if squares is not None:
+            if stderr is not None:
                 stderr = prior.gather(stderr) * prior.inv_sqrt
         self.last_coverage = layout.split(counts)
-        self.last_stderr = layout.split(stderr) if squares is not None else None
+        self.last_stderr = None if stderr is None else layout.split(stderr)
         return layout.split(grads, dtypes)
+
+    def _warn_accuracy(self, call: _CallPlan) -> None:
+        """Warns once per estimator where the expected cosine is low."""
+        figure = self.last_expected_cosine
+        if figure is None or self._warned_accuracy:
+            return
+        typical = float(figure.median())
+        if typical >= LOW_COSINE:
+            return
+        self._warned_accuracy = True
+        plan = call.plan
+        needed = _samples_for(plan, 0.9)
+        _warn(
+            f"the {plan.design!r} design with n_samples={call.n} on rows of "
+            f"{plan.space.dim} coordinates has an expected cosine of about "
+            f"{typical:.2f} with the gradient it estimates (a linear model's; "
+            f"LREstimator.last_expected_cosine): n_samples={needed} reaches "
+            "0.9. Averaging over path steps or noise-tunnel samples with "
+            "independent noise also helps; a prior (preset 'grid14') or "
+            "LRMaskGradient gives coarser maps for far fewer rows. This "
+            "warning is shown once per estimator.",
+            LowAccuracyWarning,
+        )
+
+
+def _samples_for(plan: SamplingPlan, cosine: float) -> int:
+    """The ``n_samples`` whose expected cosine reaches ``cosine`` (typical row)."""
+    d = plan.space.dim
+    if plan.strata is not None:
+        low, high = plan.n_samples, d
+        while low < high:  # bisection on the strata's own figure
+            mid = (low + high) // 2
+            if float(plan.strata.expected_cosine(mid).median()) >= cosine:
+                high = mid
+            else:
+                low = mid + 1
+        return low
+    c2 = cosine * cosine
+    if plan.design == "gaussian":
+        return math.ceil(c2 * (d + 1) / (1 - c2))
+    return min(d, math.ceil(c2 * d))
+
+
+def _warn(message: str, category: type[Warning]) -> None:
+    warnings.warn(message, category, stacklevel=3)
+
+
+def _check_values(inputs: tuple[Tensor, ...]) -> None:
+    """Meta tensors and non-finite values, before any query is sent."""
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            continue
+        if t.is_meta:
+            raise ValueError(
+                f"input {i} is a meta tensor: it has a shape but no values, and "
+                "a forward-only estimator must evaluate the model at the input; "
+                "pass a tensor with values (e.g. on 'cpu' or 'cuda')."
+            )
+        if t.dtype.is_floating_point or t.dtype.is_complex:
+            bad = int((~torch.isfinite(t)).sum().item())
+            if bad:
+                raise ValueError(
+                    f"input {i} has {bad} NaN or infinite values (of {t.numel()}); "
+                    "the gradient is estimated at the input, so it must be "
+                    "finite: check the preprocessing (e.g. a division by a zero "
+                    "standard deviation) or replace them (torch.nan_to_num)."
+                )
 
 
 def _chunks(total: int, size: int, cut: int):

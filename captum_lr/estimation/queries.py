@@ -64,12 +64,25 @@ def _describe(target: Any) -> str:
 
 
 def _rows_of(value: Any, batch_size: int, rows: Tensor) -> Any:
-    """Selects ``rows`` of a per-row target or forward argument."""
+    """Selects ``rows`` of a per-row target or forward argument (a host copy of
+    ``rows`` only for lists, and for tensors on another device)."""
     if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch_size:
         return value.index_select(0, rows.to(value.device))
     if isinstance(value, list) and len(value) == batch_size:
         return [value[i] for i in rows.tolist()]
     return value
+
+
+LABEL_OUTPUT_MESSAGE = (
+    "the forward function returned {dtype} outputs; an attribution of integer "
+    "or boolean outputs (class indices from argmax or a classifier's predict, "
+    "hard labels) is a map of the label's number, not of a score. Return "
+    "scores (logits or probabilities, e.g. predict_proba), or for a model "
+    "that only gives labels wrap it as "
+    "BlackBox(predict, output=captum_lr.remote.outputs.LabelIndicator("
+    "num_classes)), which turns each label into a one-hot row so that "
+    "target= selects one class's indicator (use a large sigma)."
+)
 
 
 class CountingForward:
@@ -162,7 +175,8 @@ class QueryRunner:
         Args:
 
             flat (Tensor): ``(m, d)`` perturbed rows.
-            rows (Tensor): ``(m,)`` CPU long tensor, the original row of each.
+            rows (Tensor): ``(m,)`` long tensor, the original row of each (on
+                        the inputs' device).
         """
         scores = []
         for start in range(0, flat.shape[0], self.max_batch_size):
@@ -193,8 +207,8 @@ class QueryRunner:
                 f"the forward function returned {got} for a batch of {m} rows; "
                 "it must return one output row per input row."
             )
-        if not (out.dtype.is_floating_point or out.dtype == torch.bool):
-            out = out.to(torch.float32)
+        if not (out.dtype.is_floating_point or out.dtype.is_complex):
+            raise TypeError(LABEL_OUTPUT_MESSAGE.format(dtype=out.dtype))
         try:
             selected = _select_targets(out, target)
         except (IndexError, RuntimeError) as exc:

@@ -355,3 +355,123 @@ def test_outputs_follow_the_inputs_device():
     est = LREstimator(n_samples=4, seed=0)
     attr = LRSaliency(bb, estimator=est).attribute(x, target=1)
     assert attr.device == x.device
+
+
+def test_each_new_row_is_decoded_once():
+    decoded = []
+
+    def output(rows):
+        decoded.append(len(rows))
+        return np.asarray(rows, dtype=np.float64)
+
+    bb = BlackBox(Recorder(), batch_size=2, output=output)
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(bb(torch.cat([x, x[:1]])), torch.cat([x, x[:1]]) @ W.T)
+    assert sum(decoded) == 5  # 5 distinct new rows, each decoded once
+    decoded.clear()
+    bb(x)  # all cached: each decoded once more, in one call of output
+    assert decoded == [5]
+
+
+class HostCopies(torch.Tensor):
+    """A tensor that counts the calls moving it (or a part of it) to the host."""
+
+    copies = 0
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.cpu, torch.Tensor.to):
+            cls.copies += 1
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_inputs_are_copied_to_the_host_once_for_keys_and_batches():
+    plain = torch.randn(6, 3)
+    x = plain.clone().as_subclass(HostCopies)
+    HostCopies.copies = 0
+    batches = []
+
+    def fn(a, b):
+        batches.append(len(a))
+        return a @ W.numpy().T + b.sum(1, keepdims=True)
+
+    out = BlackBox(fn, batch_size=2)(x, x * 2)
+    assert batches == [2, 2, 2]
+    expected = plain @ W.T + 2 * plain.sum(1, keepdim=True)
+    torch.testing.assert_close(out.as_subclass(torch.Tensor), expected)
+    assert HostCopies.copies == 2  # one per batched argument, not one per batch
+
+
+def test_integer_and_boolean_answers_are_not_cast_to_float():
+    x = torch.randn(6, 3)
+    labels = BlackBox(lambda a: (a[:, 0] > 0).astype(np.int64) + 2 * (a[:, 1] > 0))
+    out = labels(x)
+    assert out.dtype == torch.int64
+    assert out.tolist() == ((x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()).tolist()
+    flags = BlackBox(lambda a: [r[0] > 0 for r in a], batch_size=4, input_format="list")
+    assert flags(x).dtype == torch.bool and flags(x).tolist() == (x[:, 0] > 0).tolist()
+    assert BlackBox(lambda a: [1] * len(a), dtype=torch.float64)(x).dtype == torch.int64
+    # Real scores keep the float dtype (the inputs' or dtype=).
+    assert BlackBox(lambda a: a.sum(1))(x).dtype == torch.float32
+    assert BlackBox(lambda a: a.sum(1), dtype=torch.float64)(x).dtype == torch.float64
+
+
+def test_a_classifiers_predict_gives_integer_labels():
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    gen = np.random.default_rng(0)
+    data = gen.normal(size=(60, 3))
+    clf = linear_model.LogisticRegression().fit(data, (data[:, 0] > 0).astype(int))
+    x = torch.from_numpy(data[:5]).float()
+    labels = BlackBox(clf.predict)(x)
+    assert labels.dtype == torch.int64
+    assert labels.tolist() == clf.predict(data[:5].astype(np.float32)).tolist()
+
+
+def test_a_failed_batch_releases_its_reservation_paid_rows_stay_counted():
+    def fn(x):
+        if x[0, 0] > 100:
+            raise KeyError("no such row")
+        return x.sum(1)
+
+    bb = BlackBox(fn, batch_size=2, max_queries=4)
+    x = torch.arange(8.0).reshape(4, 2)
+    x[2, 0] = 200.0  # the second batch fails for good
+    with pytest.raises(PermanentError, match="batch 2 of 2"):
+        bb(x)
+    assert bb.queries == 2 and bb.stats["cached"] == 2
+    # The failed batch's two rows went back to the budget: two new rows fit.
+    torch.testing.assert_close(bb(x[:2] + 1), (x[:2] + 1).sum(1))
+    assert bb.queries == 4
+    with pytest.raises(QueryBudgetExceeded, match="only 0 more fit"):
+        bb(x[:1] + 5)
+    assert bb(x[:2]).tolist() == x[:2].sum(1).tolist()  # cached rows are free
+
+
+def test_malformed_answers_are_paid_but_not_cached():
+    bb = BlackBox(lambda x: np.full(len(x), np.nan), max_queries=3)
+    x = torch.arange(4.0).reshape(2, 2)
+    with pytest.raises(MalformedResponseError, match="NaN"):
+        bb(x)
+    assert bb.queries == 2 and bb.stats["cached"] == 0
+    with pytest.raises(QueryBudgetExceeded, match="only 1 more"):
+        bb(x)
+
+
+def test_answers_stay_cached_when_the_output_converter_itself_fails():
+    def not_ready(rows):
+        raise RuntimeError("scorer not loaded")
+
+    fn = Recorder()
+    bb = BlackBox(fn, output=not_ready)
+    x = torch.randn(3, 3)
+    with pytest.raises(RuntimeError, match="scorer not loaded"):
+        bb(x)
+    bb.output = None  # back to plain numbers: the paid answers are reused
+    torch.testing.assert_close(bb(x), x @ W.T)
+    assert sum(fn.batches) == 3 and bb.queries == 3 and bb.cache_hits == 3
+    with pytest.raises(TypeError, match="output must be callable"):
+        bb.output = "numbers"
+    with pytest.raises(ValueError, match="max_queries must be at least 0"):
+        bb.max_queries = -1
+    with pytest.raises(AttributeError, match="counter"):
+        bb.queries = 0

@@ -37,6 +37,27 @@ def test_label_indicator_one_hot_by_index_or_name():
         LabelIndicator()
 
 
+def test_label_indicator_turns_a_classifiers_predict_into_indicators():
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    data = np.random.default_rng(0).normal(size=(60, 2))
+    clf = linear_model.LogisticRegression().fit(
+        data, np.where(data[:, 0] > 0, "right", "left")
+    )
+    x = torch.tensor([[2.0, 0.0], [-2.0, 0.0]])
+    assert BlackBox(clf.predict, output=LabelIndicator(classes=clf.classes_))(
+        x
+    ).tolist() == [[0.0, 1.0], [1.0, 0.0]]  # columns: clf.classes_ (left, right)
+    # Mistakes say what to pass instead.
+    with pytest.raises(MalformedResponseError, match=r"pass classes=.*clf.classes_"):
+        BlackBox(clf.predict, output=LabelIndicator(2))(x)
+    with pytest.raises(TypeError, match=r"classes=\[False, True\]"):
+        LabelIndicator(2)([True])
+    with pytest.raises(ValueError, match=r"raise num_classes, or pass classes="):
+        LabelIndicator(2)([2])
+    with pytest.raises(ValueError, match=r"\['a', 'b', .*, 'j', \.\.\.\]"):
+        LabelIndicator(classes="abcdefghijkl")(["z"])
+
+
 def test_label_indicator_through_blackbox_gives_the_smoothed_class_probability():
     """For a linear decision rule 1[w.x > 0] and Gaussian noise, the smoothed
     indicator is Phi(w.x / (sigma |w|)), whose gradient is parallel to w: the

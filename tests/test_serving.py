@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import httpx
@@ -265,3 +266,42 @@ def test_readme_api_example_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the example's disk cache goes here
     namespace: dict = {"__name__": "__readme__"}
     exec(compile(code, "README.md", "exec"), namespace)
+
+
+def test_concurrent_calls_never_send_a_row_past_the_cap():
+    """Four threads call one BlackBox at once, each with 8 new rows in batches of
+    4, under a cap of 18 rows (it ends in the middle of the fifth batch). Every
+    reply takes 0.3 s, so all four calls are in flight together: two of them fit
+    and are answered, the other two are refused before sending anything."""
+    with ModelServer(faults={"slow": 1}, delay=0.3) as slow_server:
+        api = BlackBox(
+            HTTPModelClient(slow_server.url),
+            batch_size=4,
+            max_concurrency=4,
+            max_queries=18,
+        )
+        images = demo_images(32).split(8)
+        start = threading.Barrier(len(images))
+        outcomes: list = [None] * len(images)
+
+        def call(i: int) -> None:
+            start.wait()
+            try:
+                outcomes[i] = api(images[i])
+            except QueryBudgetExceeded as exc:
+                outcomes[i] = exc
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        stats = slow_server.stats()
+    assert stats["answered_rows"] <= 18  # no row past the cap reached the server
+    answered = [o for o in outcomes if isinstance(o, torch.Tensor)]
+    refused = [o for o in outcomes if isinstance(o, QueryBudgetExceeded)]
+    assert len(answered) == 2 and len(refused) == 2
+    assert all("nothing of this call was sent" in str(e) for e in refused)
+    # Every row the server answered was counted, cached and used.
+    assert api.queries == stats["answered_rows"] == 16 == api.stats["cached"]
+    assert stats["max_answers_per_row"] == 1

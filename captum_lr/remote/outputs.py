@@ -43,11 +43,23 @@ class LabelIndicator:
     Hard labels -> one-hot rows: the output has one column per class, so
     Captum's ``target=c`` explains the indicator of class ``c``.
 
+    Use it for a model that answers with labels only, e.g. scikit-learn's
+    ``clf.predict``: without it :class:`~captum_lr.BlackBox` hands the integer
+    (or boolean) labels on as they are, and the LR estimator refuses them,
+    because a class index is not a score (label 2 is not "more" than label 1).
+    With it, ``target=c`` explains the probability that the label stays ``c``
+    when the input is perturbed with noise of scale ``sigma`` (see the module
+    notes: use a large ``sigma``). A model that gives scores explains better
+    and cheaper: prefer ``clf.predict_proba`` (or :class:`DecisionMargin`).
+
     Args:
 
-        num_classes (int, optional): The number of classes, for integer labels.
+        num_classes (int, optional): The number of classes, for labels that
+                    are class indices ``0 .. num_classes - 1``.
                     Default: None (then ``classes`` is required)
-        classes (Sequence, optional): The class names, for labels given by name;
+        classes (Sequence, optional): The labels the model can answer, for
+                    labels that are names, booleans or indices not counting
+                    from 0 (e.g. a scikit-learn classifier's ``clf.classes_``);
                     column ``i`` is ``classes[i]``.
                     Default: None
 
@@ -56,6 +68,10 @@ class LabelIndicator:
         >>> api = BlackBox(label_api, output=LabelIndicator(num_classes=10))
         >>> ig = LRIntegratedGradients(api, estimator=LREstimator(sigma=0.3))
         >>> attr = ig.attribute(x, target=3)  # explains P(label = 3) under noise
+        >>> # A scikit-learn classifier that only predicts labels:
+        >>> api = BlackBox(clf.predict, output=LabelIndicator(classes=clf.classes_))
+        >>> attr = LRSaliency(api, estimator=LREstimator(sigma=0.5)).attribute(
+        ...     x, target=list(clf.classes_).index("setosa"))
     """
 
     def __init__(
@@ -64,14 +80,17 @@ class LabelIndicator:
         if classes is not None:
             classes = list(classes)
             if len(set(classes)) != len(classes) or not classes:
-                raise ValueError("classes must be a non-empty list of distinct names.")
+                raise ValueError("classes must be a non-empty list of distinct labels.")
             if num_classes is not None and num_classes != len(classes):
                 raise ValueError(
                     f"num_classes={num_classes} but {len(classes)} classes given."
                 )
             num_classes = len(classes)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-            raise TypeError("give num_classes (an int) or classes (a list of names).")
+            raise TypeError(
+                "give num_classes (an int, for labels 0 .. num_classes - 1) or "
+                "classes (the list of labels, e.g. clf.classes_)."
+            )
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}.")
         self.num_classes = num_classes
@@ -84,7 +103,12 @@ class LabelIndicator:
                 r = r.item()
             if self.index is not None:
                 if r not in self.index:
-                    raise ValueError(f"label {r!r} is not one of the classes.")
+                    names = list(self.index)
+                    shown = f"{names[:10]}"[:-1] + (", ...]" if names[10:] else "]")
+                    raise ValueError(
+                        f"label {r!r} is not one of the classes {shown}; add it "
+                        "to classes=."
+                    )
                 r = self.index[r]
             else:
                 if isinstance(r, (float, np.floating)) and float(r).is_integer():
@@ -92,10 +116,18 @@ class LabelIndicator:
                 if isinstance(r, (bool, np.bool_)) or not isinstance(
                     r, (int, np.integer)
                 ):
-                    raise TypeError(f"label {r!r} is not an integer class index.")
+                    raise TypeError(
+                        f"label {r!r} is not an integer class index; for labels "
+                        "that are names or booleans pass classes= (e.g. "
+                        "classes=clf.classes_ or classes=[False, True])."
+                    )
             r = int(r)
             if not 0 <= r < self.num_classes:
-                raise ValueError(f"label {r} is outside [0, {self.num_classes}).")
+                raise ValueError(
+                    f"label {r} is outside [0, {self.num_classes}); raise "
+                    "num_classes, or pass classes= (the list of labels) for "
+                    "labels that do not count from 0."
+                )
             labels.append(r)
         out = np.zeros((len(labels), self.num_classes), dtype=np.float64)
         out[np.arange(len(labels)), labels] = 1.0

@@ -5,15 +5,22 @@ gradient engine differs. ``attribute`` and every argument are inherited, so
 ``internal_batch_size``, ``return_convergence_delta``, targets, tuple inputs,
 ``additional_forward_args`` and :class:`captum.attr.NoiseTunnel` behave as in
 Captum.
+
+Before Captum sees them, ``attribute`` checks its arguments and raises a
+``TypeError`` (wrong kind of object: a list, a NumPy array) or a ``ValueError``
+(wrong shape, device or value: baselines that do not fit the inputs,
+``n_steps=0``, NaN or Inf in the inputs or baselines, ``meta`` tensors) that
+names the argument, gives shapes rather than values, and says what to change.
 """
 
 from __future__ import annotations
 
-import functools
-import warnings
+import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from captum._utils.typing import (
     BaselineType,
@@ -25,22 +32,30 @@ from captum.attr import (
     IntegratedGradients,
     Saliency,
 )
+from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_lr.estimation.estimator import LREstimator
 from captum_lr.estimation.queries import CountingForward
+from captum_lr.warn import silence_requires_grad_warning
+
+# Captum's Saliency and InputXGradient warn that the inputs "did not already
+# require gradients"; with an LREstimator as gradient function they need none.
+silence_requires_grad_warning()
 
 
 class _UsesEstimator:
     """Installs an :class:`LREstimator` as the instance's ``gradient_func``.
 
     Captum's Saliency and InputXGradient set ``requires_grad`` on the inputs and
-    warn when they did not have it; the estimator needs no gradients, so the LR
-    classes silence that one warning.
+    warn when they did not have it; the estimator needs no gradients, so that
+    warning is off for the LR classes (:mod:`captum_lr.warn`).
     """
 
     estimator: LREstimator
+    # read by captum_lr.warn.is_forward_only, also for a custom estimator
+    _captum_lr_forward_only = True
 
     def _install(self, estimator: LREstimator | None) -> None:
         if estimator is None:
@@ -67,20 +82,288 @@ class _UsesEstimator:
         return self.estimator.queries
 
 
-_REQUIRES_GRAD = r"Input Tensor \d+ did not already require gradients"
+# ------------------------------------------------------------------ checks
+# Run before Captum's own assertions, which print whole tensors and do not say
+# what to change. Messages name the argument and give shapes, never values.
 
 
-def _without_requires_grad_warning(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Captum's ``attribute`` minus its requires-grad warning (``__wrapped__`` is
-    kept, which NoiseTunnel calls)."""
+def _shape(t: Tensor | tuple[Any, ...]) -> str:
+    """``(2, 4)``, ``(4,)``; a str entry is written bare: ``(k, 4)``."""
+    return str(tuple(t.shape if isinstance(t, Tensor) else t)).replace("'", "")
 
-    @functools.wraps(method)
-    def attribute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_REQUIRES_GRAD)
-            return method(self, *args, **kwargs)
 
-    return attribute
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"a NumPy array of shape {value.shape}"
+    return f"a {type(value).__module__}.{type(value).__qualname__}".replace(
+        "builtins.", ""
+    )
+
+
+def _check_inputs(inputs: Any) -> tuple[tuple[Tensor, ...], list[str]]:
+    """The input tensors and their names in messages, or a TypeError/ValueError."""
+    if isinstance(inputs, Tensor):
+        xs: tuple[Any, ...] = (inputs,)
+        names = ["inputs"]
+    elif isinstance(inputs, tuple):
+        if not inputs:
+            raise ValueError("inputs is an empty tuple; pass at least one tensor.")
+        xs = inputs
+        names = [f"inputs[{i}]" for i in range(len(inputs))]
+    elif (
+        isinstance(inputs, list)
+        and inputs
+        and all(isinstance(t, Tensor) for t in inputs)
+    ):
+        raise TypeError(
+            "inputs is a list of tensors; Captum takes a tensor or a tuple of "
+            "tensors: pass tuple(inputs)."
+        )
+    elif isinstance(inputs, (list, np.ndarray)) or np.isscalar(inputs):
+        raise TypeError(
+            f"inputs is {_kind(inputs)}; pass a tensor with the examples along "
+            "the first dimension, e.g. torch.as_tensor(inputs, dtype=torch.float32)."
+        )
+    else:
+        raise TypeError(
+            f"inputs is {_kind(inputs)}; pass a tensor, or a tuple of tensors for "
+            "a forward function with several tensor arguments."
+        )
+    for name, x in zip(names, xs):
+        if not isinstance(x, Tensor):
+            raise TypeError(
+                f"{name} is {_kind(x)}; every element of a tuple input must be a "
+                "tensor (torch.as_tensor(...))."
+            )
+        _check_device(x, name)
+        if not (x.dtype.is_floating_point):
+            raise ValueError(
+                f"{name} has dtype {x.dtype}; the likelihood-ratio estimator adds "
+                "Gaussian noise and needs floating-point inputs: pass .float() "
+                "(for token ids, explain the embeddings instead)."
+            )
+        if x.dim() == 0:
+            raise ValueError(
+                f"{name} is a 0-dimensional tensor; inputs need the examples "
+                "along a first dimension: pass x.unsqueeze(0)."
+            )
+    batch = xs[0].shape[0]
+    for name, x in zip(names[1:], xs[1:]):
+        if x.shape[0] != batch:
+            raise ValueError(
+                f"{name} has shape {_shape(x)} but {names[0]} has "
+                f"{_shape(xs[0])}: every tensor of a tuple input needs one row per "
+                f"example ({batch})."
+            )
+    for name, x in zip(names, xs):
+        _check_finite(x, name)
+    return xs, names
+
+
+def _check_device(t: Tensor, name: str) -> None:
+    if t.device.type == "meta":
+        raise ValueError(
+            f"{name} is on the 'meta' device: meta tensors have a shape but no "
+            "values, and the likelihood-ratio estimator must evaluate the model "
+            "at perturbed values of the inputs. Pass real tensors; to know what a "
+            "call costs, call captum_lr.estimate_queries with real tensors of "
+            "the same shape (torch.zeros(shape)): it does not run the model."
+        )
+
+
+def _check_finite(t: Tensor, name: str) -> None:
+    finite = torch.isfinite(t)
+    if bool(finite.all()):
+        return
+    bad = ~finite
+    n_bad = int(bad.sum())
+    n_nan = int(torch.isnan(t).sum())
+    rows = bad.reshape(t.shape[0], -1).any(1).nonzero().flatten().tolist()
+    shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+    where = f"row {shown}" if len(rows) == 1 else f"{len(rows)} rows ({shown})"
+    raise ValueError(
+        f"{name} (shape {_shape(t)}) holds {_plural(n_bad, 'non-finite value')} "
+        f"({n_nan} NaN, {n_bad - n_nan} Inf) in {where}. Every query the "
+        "estimator builds from them is non-finite, whatever the model: replace "
+        "them (e.g. torch.nan_to_num, or the imputation the model was trained "
+        "with) or drop those rows."
+    )
+
+
+def _check_target(target: TargetType, batch: int) -> None:
+    if isinstance(target, list):
+        n = len(target)
+    elif isinstance(target, Tensor) and target.dim() == 1 and target.numel() > 1:
+        n = target.shape[0]
+    else:
+        return
+    if n != batch:
+        raise ValueError(
+            f"target has {n} entries but the inputs have {batch} rows; give one "
+            "target per row, or a single int (or tuple) for all rows."
+        )
+
+
+def _check_positive_int(value: Any, name: str, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int, not {_kind(value)}; {hint}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}; {hint}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, bool
+    )
+
+
+def _check_path_baseline(b: Any, x: Tensor, name: str, x_name: str) -> Any:
+    """One baseline of integrated gradients: a number, or a tensor shaped like
+    ``x`` or like one row of it. 0-dimensional tensors become numbers."""
+    if isinstance(b, bool) or not (_is_number(b) or isinstance(b, Tensor)):
+        raise TypeError(
+            f"{name} is {_kind(b)}; a baseline is a number (e.g. 0.0), or a "
+            f"tensor of shape {_shape(x)} (one per example) or "
+            f"{_shape((1, *x.shape[1:]))} (one for all)."
+        )
+    if _is_number(b):
+        if not math.isfinite(float(b)):
+            raise ValueError(f"{name} is {float(b)}; use a finite baseline value.")
+        return b
+    _check_device(b, name)
+    if b.dim() == 0:
+        if not bool(torch.isfinite(b)):
+            raise ValueError(f"{name} is {b.item()}; use a finite baseline value.")
+        return b.item()
+    one_row = (1, *x.shape[1:])
+    if tuple(b.shape) not in (tuple(x.shape), one_row):
+        raise ValueError(
+            f"{name} has shape {_shape(b)} but {x_name} has shape {_shape(x)}: "
+            f"use a tensor of shape {_shape(x)} (one baseline per example) or "
+            f"{_shape(one_row)} (one baseline for all), or a number."
+        )
+    if b.device != x.device:
+        raise ValueError(
+            f"{name} is on {b.device} but {x_name} on {x.device}: move it with "
+            f".to({x_name.split('[')[0]}.device)."
+        )
+    _check_finite(b, name)
+    return b
+
+
+def _split_baselines(baselines: Any, xs: tuple[Tensor, ...]) -> tuple[Any, ...]:
+    if isinstance(baselines, list):
+        raise TypeError(
+            "baselines is a list; pass a tuple with one baseline per input "
+            "tensor (tuple(baselines)), as Captum does."
+        )
+    if not isinstance(baselines, tuple):
+        return (baselines,)
+    if len(baselines) != len(xs):
+        raise ValueError(
+            f"baselines is a tuple of {len(baselines)} but the inputs are "
+            f"{_plural(len(xs), 'tensor')}: give one baseline per input tensor."
+        )
+    return baselines
+
+
+def _check_path_baselines(
+    baselines: BaselineType, xs: tuple[Tensor, ...], names: list[str]
+) -> BaselineType:
+    """Integrated gradients' baselines, checked; 0-dim tensors become numbers."""
+    if baselines is None:
+        return None
+    parts = _split_baselines(baselines, xs)
+    if len(parts) != len(xs):
+        raise ValueError(
+            f"the inputs are a tuple of {len(xs)} tensors but baselines is a "
+            "single value: pass a tuple with one baseline per input tensor (a "
+            "number for each applies it to every coordinate)."
+        )
+    bnames = (
+        [f"baselines[{i}]" for i in range(len(xs))]
+        if isinstance(baselines, tuple)
+        else ["baselines"]
+    )
+    checked = tuple(
+        _check_path_baseline(b, x, bn, xn)
+        for b, x, bn, xn in zip(parts, xs, bnames, names)
+    )
+    return checked if isinstance(baselines, tuple) else checked[0]
+
+
+def _check_distribution(
+    baselines: Any, inputs: Any, xs: tuple[Tensor, ...], names: list[str]
+) -> Any:
+    """GradientShap's baseline distribution, resolved (callables are called as
+    Captum calls them) and checked."""
+    if baselines is None:
+        row = xs[0].shape[1:]
+        raise ValueError(
+            "GradientShap needs baselines: a distribution of reference inputs to "
+            f"draw from, a tensor of shape {_shape(('k', *row))} with k >= 1 rows, "
+            f"e.g. torch.zeros{_shape((1, *row))}, blur_baseline(x), or examples "
+            "from the training data (a tuple of such tensors for tuple inputs)."
+        )
+    if callable(baselines) and not isinstance(baselines, Tensor):
+        params = inspect.signature(baselines).parameters
+        baselines = baselines() if len(params) == 0 else baselines(inputs)
+    parts = _split_baselines(baselines, xs)
+    tupled = isinstance(baselines, tuple)
+    if len(parts) != len(xs):
+        raise ValueError(
+            f"the inputs are a tuple of {len(xs)} tensors but baselines is a "
+            "single tensor: pass a tuple with one baseline tensor per input."
+        )
+    for i, (b, x, xn) in enumerate(zip(parts, xs, names)):
+        bn = f"baselines[{i}]" if tupled else "baselines"
+        shape = _shape(("k", *x.shape[1:]))
+        if i > 0 and _is_number(b):  # Captum accepts numbers after the first
+            if not math.isfinite(float(b)):
+                raise ValueError(f"{bn} is {float(b)}; use a finite baseline value.")
+            continue
+        if not isinstance(b, Tensor):
+            raise TypeError(
+                f"{bn} is {_kind(b)}; GradientShap draws baselines from a "
+                f"distribution: pass a tensor of shape {shape} with k >= 1 rows "
+                f"(e.g. torch.zeros{_shape((1, *x.shape[1:]))} for one all-zero "
+                "baseline)."
+            )
+        _check_device(b, bn)
+        if b.dim() == 0 or tuple(b.shape[1:]) != tuple(x.shape[1:]) or len(b) == 0:
+            raise ValueError(
+                f"{bn} has shape {_shape(b)} but {xn} has shape {_shape(x)}: "
+                f"GradientShap draws baselines from a tensor of shape {shape}, "
+                "k >= 1 reference rows shaped like one row of the inputs."
+            )
+        if b.device != x.device:
+            raise ValueError(
+                f"{bn} is on {b.device} but {xn} on {x.device}: move it with "
+                f".to({xn.split('[')[0]}.device)."
+            )
+        _check_finite(b, bn)
+    return baselines
+
+
+def _check_stdevs(stdevs: Any, n_inputs: int) -> None:
+    values = stdevs if isinstance(stdevs, tuple) else (stdevs,)
+    if isinstance(stdevs, tuple) and len(stdevs) != n_inputs:
+        raise ValueError(
+            f"stdevs is a tuple of {len(stdevs)} but the inputs are "
+            f"{_plural(n_inputs, 'tensor')}: give one float per input tensor, or "
+            "a single float."
+        )
+    for s in values:
+        if not _is_number(s) or not math.isfinite(float(s)) or s < 0:
+            raise ValueError(
+                f"stdevs must be a finite float >= 0 (or a tuple of them, one per "
+                f"input tensor), not {s!r}: the standard deviation of the noise "
+                "added to the inputs."
+            )
 
 
 class LRSaliency(_UsesEstimator, Saliency):
@@ -111,7 +394,38 @@ class LRSaliency(_UsesEstimator, Saliency):
         super().__init__(forward_func)
         self._install(estimator)
 
-    attribute = _without_requires_grad_warning(Saliency.attribute)
+    @log_usage()
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        target: TargetType = None,
+        abs: bool = True,
+        additional_forward_args: Any = None,
+    ) -> Tensor | tuple[Tensor, ...]:
+        r"""
+        Captum's ``Saliency.attribute`` (same arguments and returns), after
+        checking the arguments (see the module's documentation).
+
+        Args:
+
+            inputs (Tensor or tuple[Tensor, ...]): As in Captum: floating-point,
+                        finite, not on the ``meta`` device.
+            target (int, tuple, Tensor or list, optional): As in Captum.
+            abs (bool, optional): As in Captum. Default: True
+            additional_forward_args (Any, optional): As in Captum.
+
+        Returns:
+            *Tensor* or *tuple[Tensor, ...]* of **attributions**, as in Captum.
+
+        Examples::
+
+            >>> saliency = LRSaliency(net, estimator=LREstimator(seed=0))
+            >>> attribution = saliency.attribute(input, target=3, abs=False)
+        """
+        xs, _ = _check_inputs(inputs)
+        _check_target(target, xs[0].shape[0])
+        run = Saliency.attribute.__wrapped__  # type: ignore[attr-defined]
+        return run(self, inputs, target, abs, additional_forward_args)
 
 
 class LRInputXGradient(_UsesEstimator, InputXGradient):
@@ -138,7 +452,36 @@ class LRInputXGradient(_UsesEstimator, InputXGradient):
         super().__init__(forward_func)
         self._install(estimator)
 
-    attribute = _without_requires_grad_warning(InputXGradient.attribute)
+    @log_usage()
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+    ) -> Tensor | tuple[Tensor, ...]:
+        r"""
+        Captum's ``InputXGradient.attribute`` (same arguments and returns), after
+        checking the arguments (see the module's documentation).
+
+        Args:
+
+            inputs (Tensor or tuple[Tensor, ...]): As in Captum: floating-point,
+                        finite, not on the ``meta`` device.
+            target (int, tuple, Tensor or list, optional): As in Captum.
+            additional_forward_args (Any, optional): As in Captum.
+
+        Returns:
+            *Tensor* or *tuple[Tensor, ...]* of **attributions**, as in Captum.
+
+        Examples::
+
+            >>> ixg = LRInputXGradient(net)
+            >>> attribution = ixg.attribute(input, target=3)
+        """
+        xs, _ = _check_inputs(inputs)
+        _check_target(target, xs[0].shape[0])
+        run = InputXGradient.attribute.__wrapped__  # type: ignore[attr-defined]
+        return run(self, inputs, target, additional_forward_args)
 
 
 class LRIntegratedGradients(_UsesEstimator, IntegratedGradients):
@@ -207,16 +550,21 @@ class LRIntegratedGradients(_UsesEstimator, IntegratedGradients):
     ) -> Any:
         r"""
         Captum's ``IntegratedGradients.attribute`` (same arguments and returns,
-        see its documentation), plus the completeness correction when the class
-        was built with ``completeness=True``.
+        see its documentation) after checking the arguments (see the module's
+        documentation), plus the completeness correction when the class was
+        built with ``completeness=True``.
 
         Args:
 
-            inputs (Tensor or tuple[Tensor, ...]): As in Captum.
-            baselines (scalar, Tensor or tuple, optional): As in Captum.
+            inputs (Tensor or tuple[Tensor, ...]): As in Captum: floating-point,
+                        finite, not on the ``meta`` device.
+            baselines (scalar, Tensor or tuple, optional): As in Captum: per
+                        input tensor a finite number, or a tensor shaped like
+                        the input or like one row of it (leading 1).
             target (int, tuple, Tensor or list, optional): As in Captum.
             additional_forward_args (Any, optional): As in Captum.
-            n_steps (int, optional): As in Captum. Default: 50
+            n_steps (int, optional): As in Captum; each step costs one gradient
+                        estimate of every row. Default: 50
             method (str, optional): As in Captum. Default: "gausslegendre"
             internal_batch_size (int, optional): As in Captum. Default: None
             return_convergence_delta (bool, optional): As in Captum; after the
@@ -231,6 +579,19 @@ class LRIntegratedGradients(_UsesEstimator, IntegratedGradients):
             >>> ig = LRIntegratedGradients(net, completeness=True)
             >>> attr, delta = ig.attribute(x, target=1, return_convergence_delta=True)
         """
+        xs, names = _check_inputs(inputs)
+        _check_target(target, xs[0].shape[0])
+        baselines = _check_path_baselines(baselines, xs, names)
+        _check_positive_int(
+            n_steps,
+            "n_steps",
+            "it is the number of points on the path from the baselines to the "
+            "inputs, each costing one gradient estimate (try 8 to 32).",
+        )
+        if method not in SUPPORTED_METHODS:
+            raise ValueError(
+                f"method must be one of {', '.join(SUPPORTED_METHODS)}, not {method!r}."
+            )
         run = IntegratedGradients.attribute.__wrapped__  # type: ignore[attr-defined]
         args = (inputs, baselines, target, additional_forward_args, n_steps, method)
         if not self.completeness:
@@ -292,3 +653,65 @@ class LRGradientShap(_UsesEstimator, GradientShap):
     ) -> None:
         super().__init__(forward_func, multiply_by_inputs=multiply_by_inputs)
         self._install(estimator)
+
+    @log_usage()
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        baselines: Any = None,
+        n_samples: int = 5,
+        stdevs: float | tuple[float, ...] = 0.0,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        return_convergence_delta: bool = False,
+    ) -> Any:
+        r"""
+        Captum's ``GradientShap.attribute`` (same arguments and returns), after
+        checking the arguments (see the module's documentation). ``baselines``
+        has a default only so that leaving it out says what to pass.
+
+        Args:
+
+            inputs (Tensor or tuple[Tensor, ...]): As in Captum: floating-point,
+                        finite, not on the ``meta`` device.
+            baselines (Tensor, tuple or Callable): As in Captum, required: per
+                        input tensor, ``k >= 1`` finite reference rows shaped like
+                        one row of the input, or a callable returning them.
+            n_samples (int, optional): As in Captum; each sample costs one
+                        gradient estimate of every row. Default: 5
+            stdevs (float or tuple[float, ...], optional): As in Captum.
+                        Default: 0.0
+            target (int, tuple, Tensor or list, optional): As in Captum.
+            additional_forward_args (Any, optional): As in Captum.
+            return_convergence_delta (bool, optional): As in Captum.
+                        Default: False
+
+        Returns:
+            Attributions (and the convergence delta), as in Captum.
+
+        Examples::
+
+            >>> gs = LRGradientShap(net)
+            >>> attribution = gs.attribute(x, torch.zeros(1, *x.shape[1:]), target=5)
+        """
+        xs, names = _check_inputs(inputs)
+        _check_target(target, xs[0].shape[0])
+        baselines = _check_distribution(baselines, inputs, xs, names)
+        _check_positive_int(
+            n_samples,
+            "n_samples",
+            "it is the number of random points per example, each costing one "
+            "gradient estimate.",
+        )
+        _check_stdevs(stdevs, len(xs))
+        run = GradientShap.attribute.__wrapped__  # type: ignore[attr-defined]
+        return run(
+            self,
+            inputs,
+            baselines,
+            n_samples,
+            stdevs,
+            target,
+            additional_forward_args,
+            return_convergence_delta,
+        )

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from captum._utils.typing import TargetType
@@ -64,6 +64,15 @@ class _StreamLayout:
     size: int
     reference: tuple[Tensor, ...] | None
     offset: int = 0  # streams ("steps") or rows used by earlier calls
+
+
+class DesignChoice(NamedTuple):
+    r"""What :meth:`LREstimator.design_for` returns."""
+
+    design: str
+    n_samples: int
+    antithetic: bool
+    sweep: bool
 
 
 @dataclass
@@ -347,9 +356,11 @@ class LREstimator:
         antithetic = sweep if self.antithetic is None else self.antithetic
         return design, n, antithetic
 
-    def design_for(self, inputs: Tensor | Sequence[Tensor]) -> tuple[str, int]:
-        r"""The design a call on ``inputs`` uses (what ``"auto"`` resolves to)
-        and its samples per row.
+    def design_for(self, inputs: Tensor | Sequence[Tensor]) -> DesignChoice:
+        r"""What a call on ``inputs`` will do: the design (what ``"auto"``
+        resolves to), its samples per row, whether they are antithetic, and
+        whether it is a complete coordinate sweep (deterministic, exact up to
+        O(sigma^2)).
 
         Args:
 
@@ -357,10 +368,16 @@ class LREstimator:
                         estimator is called on.
 
         Returns:
-            *tuple[str, int]*: the design and its samples per row.
+            *DesignChoice*: ``(design, n_samples, antithetic, sweep)``.
         """
-        design, n, _ = self._resolve(InputLayout(_as_tuple(inputs)))
-        return design, n
+        layout = InputLayout(_as_tuple(inputs))
+        design, n, antithetic = self._resolve(layout)
+        if self.prior is not None:
+            dim = self._bind_prior(layout).space.dim
+        else:
+            dim = layout.dim
+        sweep = design == "coordinate" and n >= dim
+        return DesignChoice(design, n, antithetic, sweep)
 
     def samples_per_row(self, inputs: Tensor | Sequence[Tensor]) -> int:
         r"""The number of noise samples a call on ``inputs`` draws per row."""

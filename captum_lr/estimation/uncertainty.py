@@ -1,8 +1,9 @@
 r"""How noisy is a map, and how many samples does a target accuracy need.
 
 - :func:`attribute_with_stderr`: any LR attribution (including NoiseTunnel and
-  GradientShap around one) split into independent replicates of the same total
-  budget; returns their mean and its per-coordinate standard error.
+  GradientShap around one) split into independent replicates of at most the
+  same total budget, with the design resolved once; returns their mean and its
+  per-coordinate standard error.
 - :func:`samples_for_cosine`: the ``n_samples`` that reaches an expected cosine
   with the (projected) gradient of a linear function, from the design's theory.
 - The estimator's own per-coordinate standard error: ``LREstimator(...,
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Any
 
 import torch
+from captum.attr import GradientShap
 from torch import Tensor
 
 from captum_lr.estimation.estimator import LREstimator
@@ -45,14 +48,23 @@ def attribute_with_stderr(
     **attribute_kwargs: Any,
 ) -> tuple[Any, Any]:
     r"""
-    Attributions and their per-coordinate standard errors, for the same total
-    query budget as one ``attribute`` call.
+    Attributions and their per-coordinate standard errors, for at most the
+    forward rows of one ``attribute`` call.
 
-    The estimator's ``n_samples`` is split over ``replicates`` independent
-    runs (each with its own noise, and its own Captum random draws for
-    NoiseTunnel and GradientShap); the mean of the runs is the attribution and
-    ``std / sqrt(replicates)`` its standard error. Where the standard error is
-    comparable to the attribution, the map is noise.
+    The estimator's design is resolved once, for the inputs, and kept for
+    every replicate. A random design's ``n_samples`` is split over
+    ``replicates`` independent runs (each with its own noise, and its own
+    Captum random draws for NoiseTunnel and GradientShap), less one sample
+    per run for the extra ``f(x)`` row each one-sided run needs; the mean of
+    the runs is the attribution and ``std / sqrt(replicates)`` its standard
+    error. An exact coordinate sweep (``design="auto"`` with at most
+    ``n_samples`` coordinates per row) stays one: its gradients carry no
+    sampling error, so Saliency, InputXGradient and IntegratedGradients maps
+    are returned from one call with a standard error of 0, and for
+    NoiseTunnel and GradientShap (whose own random draws remain) Captum's
+    ``nt_samples`` / ``n_samples`` are split over the replicates instead.
+    Where the standard error is comparable to the attribution, the map is
+    noise.
 
     Args:
 
@@ -83,12 +95,22 @@ def attribute_with_stderr(
         raise ValueError("attribute_with_stderr does not return convergence deltas.")
     owner = _explainer_with_estimator(attribution)
     estimator: LREstimator = owner.estimator
-    per_run = max(1, estimator.n_samples // replicates)
+    xs = inputs if isinstance(inputs, tuple) else (inputs,)
+    design, n, antithetic, sweep = estimator.design_for(xs)
+    if sweep:
+        return _split_captum_samples(attribution, inputs, replicates, attribute_kwargs)
+    per_run = n // replicates if antithetic else (n + 1) // replicates - 1
+    if per_run < 1:
+        raise ValueError(
+            f"n_samples={estimator.n_samples} is too small to split over "
+            f"{replicates} replicates (each needs at least one sample, and one "
+            "forward row for f(x)); raise n_samples or lower replicates."
+        )
     runs = []
     try:
         for r in range(replicates):
             replica = copy.copy(estimator)
-            replica.n_samples = per_run
+            replica.design, replica.n_samples = design, per_run
             replica.seed = (
                 None if estimator.seed is None else estimator.seed + 7919 * (r + 1)
             )
@@ -98,12 +120,66 @@ def attribute_with_stderr(
             estimator.queries += replica.queries - before
     finally:
         owner.gradient_func = estimator
+    return _mean_and_stderr(runs, [1] * replicates)
+
+
+def _split_captum_samples(
+    attribution: Any, inputs: Any, replicates: int, kwargs: dict[str, Any]
+) -> tuple[Any, Any]:
+    """Replicates of an exact sweep: Captum's own random draws split."""
+    name = None
+    if hasattr(attribution, "attribution_method"):  # NoiseTunnel
+        if kwargs.get("nt_type", "smoothgrad") == "vargrad":
+            raise ValueError(
+                "attribute_with_stderr averages replicates, which changes "
+                "nt_type='vargrad' (a variance); use 'smoothgrad' or "
+                "'smoothgrad_sq'."
+            )
+        name, default = "nt_samples", 5
+    elif isinstance(attribution, GradientShap):
+        name, default = "n_samples", 5  # GradientShap's random baselines
+    if name is None:  # deterministic given the sweep: one call, no sampling error
+        out = attribution.attribute(inputs, **kwargs)
+        zeros = (
+            tuple(torch.zeros_like(t) for t in out)
+            if isinstance(out, tuple)
+            else torch.zeros_like(out)
+        )
+        return out, zeros
+    total = int(kwargs.get(name, default))
+    count = min(replicates, total)
+    sizes = [total // count + (1 if i < total % count else 0) for i in range(count)]
+    runs = [attribution.attribute(inputs, **{**kwargs, name: s}) for s in sizes]
+    return _mean_and_stderr(runs, sizes)
+
+
+def _mean_and_stderr(runs: list[Any], sizes: list[int]) -> tuple[Any, Any]:
+    """The size-weighted mean of replicate means and its standard error
+    (inf, with a warning, from a single replicate)."""
     is_tuple = isinstance(runs[0], tuple)
     parts = list(zip(*runs)) if is_tuple else [runs]
-    means = tuple(torch.stack(p).mean(0) for p in parts)
-    errors = tuple(torch.stack(p).std(0) / math.sqrt(replicates) for p in parts)
+    total = float(sum(sizes))
+    means, errors = [], []
+    for p in parts:
+        stacked = torch.stack(p)
+        weights = torch.tensor(sizes, dtype=stacked.dtype, device=stacked.device)
+        weights = weights.view(-1, *([1] * (stacked.dim() - 1)))
+        mean = (stacked * weights).sum(0) / total
+        if len(runs) < 2:
+            warnings.warn(
+                "one replicate gives no standard error (inf); raise nt_samples "
+                "or n_samples to at least 2.",
+                UserWarning,
+                stacklevel=3,
+            )
+            err = torch.full_like(mean, math.inf)
+        else:
+            spread = (weights * (stacked - mean).square()).sum(0) / (len(runs) - 1)
+            err = (spread / total).sqrt()
+        means.append(mean)
+        errors.append(err)
     if is_tuple:
-        return means, errors
+        return tuple(means), tuple(errors)
     return means[0], errors[0]
 
 

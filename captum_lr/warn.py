@@ -87,15 +87,23 @@ def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
     module_globals = frame.f_globals
     registry = module_globals.setdefault("__warningregistry__", {})
     module = module_globals.get("__name__")
-    warnings.warn_explicit(
-        message,
-        category,
-        frame.f_code.co_filename,
-        frame.f_lineno,
-        module=module if isinstance(module, str) else None,
-        registry=registry,
-        module_globals=module_globals,
-    )
+    where = (frame.f_code.co_filename, frame.f_lineno)
+    name = module if isinstance(module, str) else None
+    try:
+        warnings.warn_explicit(
+            message,
+            category,
+            *where,
+            module=name,
+            registry=registry,
+            module_globals=module_globals,
+        )
+    except ImportError:
+        # a module run with ``python -m`` has a loader that cannot give its
+        # source for the warning's line; warn without the source line
+        warnings.warn_explicit(
+            message, category, *where, module=name, registry=registry
+        )
 
 
 # ---------------------------------------------------------------- requires grad

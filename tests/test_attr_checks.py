@@ -390,3 +390,9 @@ def test_baselines_on_another_device_than_the_inputs():
     out = LRIntegratedGradients(model).attribute(x, torch.tensor(0.0), target=0)
     assert out.device == x.device
     assert model.rows > 0
+
+
+def test_riemann_methods_need_two_steps_before_captums_assertion():
+    ig = LRIntegratedGradients(lambda z: z.sum(1))
+    with pytest.raises(ValueError, match="needs n_steps >= 2"):
+        ig.attribute(torch.ones(1, 3), n_steps=1, method="riemann_left")

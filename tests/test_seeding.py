@@ -14,7 +14,13 @@ from captum.metrics import infidelity, sensitivity_max
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from captum_lr import Grid, LREstimator, LRSaliency
+from captum_lr import (
+    Grid,
+    LREstimator,
+    LRGradientShap,
+    LRIntegratedGradients,
+    LRSaliency,
+)
 
 SHAPE = (3, 7, 11)  # d = 231, not a multiple of 16
 
@@ -202,3 +208,47 @@ def test_infidelity_of_a_seeded_map_is_close_to_autograds():
     torch.manual_seed(3)
     inf_auto = infidelity(net, perturb, x, attr_auto, target=1)
     torch.testing.assert_close(inf_exact, inf_auto, rtol=0.05, atol=1e-9)
+
+
+def test_integrated_gradients_path_points_keep_independent_noise():
+    """Each path point gets its own stream, so the path average shrinks the
+    estimator's error like 1/n_steps in squared norm (a shared stream would
+    leave it where one step has it), also when Captum splits the path
+    (internal_batch_size), and the map does not depend on that split."""
+    d = 400
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(d, generator=gen, dtype=torch.float64)
+    x = torch.randn(4, d, generator=gen, dtype=torch.float64)
+
+    def f(z):
+        return z @ w
+
+    def squared_error(n_steps, **kw):
+        ig = LRIntegratedGradients(f, estimator=LREstimator(seed=0, n_samples=40))
+        attr = ig.attribute(x, n_steps=n_steps, method="riemann_middle", **kw)
+        return (attr - w * x).square().sum(), attr
+
+    two, _ = squared_error(2)
+    many, whole = squared_error(32)
+    assert many < two / 6  # 1/16 expected
+    _, split = squared_error(32, internal_batch_size=8)
+    torch.testing.assert_close(whole, split, rtol=1e-10, atol=1e-12)
+
+
+def test_gradient_shap_random_baselines_keep_independent_noise():
+    d = 400
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(d, generator=gen, dtype=torch.float64)
+    x = torch.randn(2, d, generator=gen, dtype=torch.float64)
+    baselines = torch.zeros(1, d, dtype=torch.float64)
+
+    def f(z):
+        return z @ w
+
+    def squared_error(n):
+        gs = LRGradientShap(f, estimator=LREstimator(seed=0, n_samples=40))
+        torch.manual_seed(0)
+        attr = gs.attribute(x, baselines, n_samples=n, stdevs=0.0)
+        return (attr - w * x).square().sum()
+
+    assert squared_error(32) < squared_error(2) / 6  # 1/16 expected

@@ -148,11 +148,6 @@ def test_once_per_location_by_default(fake):
     assert len([w for w in record if issubclass(w.category, DeepWarning)]) == 1
 
 
-@pytest.mark.xfail(
-    reason="the estimator's warnings switch to captum_lr.warn.warn_user (its "
-    "owner wires it); until then they point into Captum's files",
-    strict=False,
-)
 def test_estimator_warnings_point_at_the_users_call():
     def rounded(x):
         with torch.no_grad():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,16 @@ class _UsesEstimator:
         counter = getattr(estimator, "_count", None)
         if counter is not None:
             self.forward_func = CountingForward(self.forward_func, counter)
+
+    def _noise_streams(
+        self, layout: str, size: int, reference: tuple[Tensor, ...]
+    ) -> AbstractContextManager[Any]:
+        """The estimator's noise streams for Captum's row layout (nothing for a
+        custom gradient function)."""
+        streams = getattr(self.estimator, "noise_streams", None)
+        if streams is None:
+            return nullcontext()
+        return streams(layout, size, reference)
 
     @property
     def queries(self) -> int:
@@ -592,11 +603,18 @@ class LRIntegratedGradients(_UsesEstimator, IntegratedGradients):
             raise ValueError(
                 f"method must be one of {', '.join(SUPPORTED_METHODS)}, not {method!r}."
             )
+        if method.startswith("riemann") and n_steps < 2:
+            raise ValueError(
+                f"method={method!r} needs n_steps >= 2, got {n_steps}; use more "
+                "steps or method='gausslegendre'."
+            )
         run = IntegratedGradients.attribute.__wrapped__  # type: ignore[attr-defined]
         args = (inputs, baselines, target, additional_forward_args, n_steps, method)
-        if not self.completeness:
-            return run(self, *args, internal_batch_size, return_convergence_delta)
-        attributions, gap = run(self, *args, internal_batch_size, True)
+        # Captum lays the path out step-major: one noise stream per path point
+        with self._noise_streams("steps", xs[0].shape[0], xs):
+            if not self.completeness:
+                return run(self, *args, internal_batch_size, return_convergence_delta)
+            attributions, gap = run(self, *args, internal_batch_size, True)
         is_tuple = isinstance(attributions, tuple)
         attrs = attributions if is_tuple else (attributions,)
         xs = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -705,13 +723,15 @@ class LRGradientShap(_UsesEstimator, GradientShap):
         )
         _check_stdevs(stdevs, len(xs))
         run = GradientShap.attribute.__wrapped__  # type: ignore[attr-defined]
-        return run(
-            self,
-            inputs,
-            baselines,
-            n_samples,
-            stdevs,
-            target,
-            additional_forward_args,
-            return_convergence_delta,
-        )
+        # example-major, n_samples random baselines per example: one stream each
+        with self._noise_streams("samples", n_samples, xs):
+            return run(
+                self,
+                inputs,
+                baselines,
+                n_samples,
+                stdevs,
+                target,
+                additional_forward_args,
+                return_convergence_delta,
+            )

@@ -9,7 +9,6 @@ combines the sums per design, and reports (:meth:`LREstimator._finish`).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from captum_lr.estimation.queries import QueryRunner
 from captum_lr.estimation.streams import CounterNoise, call_key
 from captum_lr.estimation.sums import RunningSums
 from captum_lr.estimation.supports import Blocks, BlockSpec, FeatureGroups, Support
+from captum_lr.warn import warn_user
 
 AUTO_SIGMA = {"coordinate": 1e-2, "random": 1e-4}
 r"""``sigma="auto"``: the fraction of each input tensor's RMS, for coordinate
@@ -768,7 +768,7 @@ def _samples_for(plan: SamplingPlan, cosine: float) -> int:
 
 
 def _warn(message: str, category: type[Warning]) -> None:
-    warnings.warn(message, category, stacklevel=3)
+    warn_user(message, category)
 
 
 def _check_values(inputs: tuple[Tensor, ...]) -> None:

@@ -11,6 +11,7 @@ from captum_lr.attr import (
 from captum_lr.estimation.budget import estimate_queries
 from captum_lr.estimation.estimator import (
     ConstantOutputWarning,
+    LowAccuracyWarning,
     LREstimator,
     UnperturbedFeaturesWarning,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "GroupPrior",
     "SharedChannels",
     "LREstimator",
+    "LowAccuracyWarning",
     "LRGradientShap",
     "LRInputXGradient",
     "LRIntegratedGradients",

@@ -217,3 +217,107 @@ def test_seed_is_the_same_in_a_fresh_process():
         for h in (1, 2)
     ]
     assert runs[0] == runs[1] and runs[0].startswith("[")
+
+
+def test_integer_and_boolean_outputs_are_refused_with_the_fix():
+    """A forward that returns class indices would give a map of the index."""
+    x = torch.randn(2, 3, 4)
+
+    def argmax(z):
+        return z.flatten(1)[:, :3].argmax(1)
+
+    for fwd in (argmax, lambda z: z.flatten(1).sum(1) > 0):
+        with pytest.raises(TypeError, match="LabelIndicator"):
+            LREstimator(n_samples=8)(fwd, x)
+    with pytest.raises(TypeError, match="predict_proba"):
+        LRSaliency(argmax).attribute(x)
+
+
+def test_nan_in_the_input_is_blamed_on_the_input_not_the_model():
+    calls = []
+
+    def f(z):
+        calls.append(z.shape[0])
+        return z.sum(1)
+
+    x = torch.tensor([[float("nan"), 1.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"input 0 has 1 NaN or infinite"):
+        LREstimator(n_samples=4)(f, x)
+    with pytest.raises(ValueError, match="nan_to_num"):
+        compute = IntegratedGradients(f)
+        compute.gradient_func = LREstimator(n_samples=4)
+        compute.attribute(torch.tensor([[float("inf"), 1.0]]))
+    assert not calls  # nothing was sent
+
+
+def test_meta_tensors_get_a_clear_error():
+    with pytest.raises(ValueError, match="meta tensor"):
+        LREstimator(n_samples=4)(lambda z: z.sum(1), torch.ones(2, 3, device="meta"))
+
+
+def test_low_expected_cosine_warns_once_with_the_budget_that_reaches_0_9():
+    from captum_lr import LowAccuracyWarning
+
+    x = torch.randn(2, 3, 32, 32)
+
+    def f(z):
+        return z.flatten(1).sum(1)
+
+    est = LREstimator(n_samples=128, seed=0)
+    with pytest.warns(LowAccuracyWarning, match=r"n_samples=\d+ reaches 0.9") as rec:
+        est(f, x)
+        est(f, x)
+    assert len([w for w in rec if w.category is LowAccuracyWarning]) == 1
+    assert (est.last_expected_cosine < 0.5).all()
+    needed = int(str(rec[0].message).split("n_samples=")[2].split()[0])
+    est_big = LREstimator(n_samples=needed, seed=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LowAccuracyWarning)
+        est_big(f, x)  # at the advised budget: no warning
+    assert float(est_big.last_expected_cosine.median()) >= 0.9 - 1e-6
+
+
+@pytest.mark.parametrize(
+    "kwargs, figure",
+    [
+        (dict(design="orthogonal", n_samples=100), (100 / 400) ** 0.5),
+        (dict(design="gaussian", n_samples=100), (100 / 501) ** 0.5),
+        (dict(n_samples=400), 1.0),  # a sweep: exact, no warning
+    ],
+)
+def test_expected_cosine_is_the_designs_own_figure(kwargs, figure):
+    import warnings
+
+    from captum_lr import LowAccuracyWarning
+
+    est = LREstimator(seed=0, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if figure < 0.5:  # warned, as the other test checks
+            warnings.simplefilter("ignore", LowAccuracyWarning)
+        est(lambda z: z.sum(1), torch.randn(3, 400))
+    torch.testing.assert_close(
+        est.last_expected_cosine, torch.full((3,), figure), rtol=1e-6, atol=0
+    )
+
+
+def test_expected_cosine_matches_the_measured_one_on_images():
+    """The channel strata's figure, from the probes, against the cosine it
+    reaches on linear functions with correlated and independent channels."""
+    for rho in (0.0, 0.9):
+        gen = torch.Generator().manual_seed(int(rho * 10))
+        shared = torch.randn(1, 16, 16, generator=gen, dtype=torch.float64)
+        own = torch.randn(3, 16, 16, generator=gen, dtype=torch.float64)
+        w = rho**0.5 * shared + (1 - rho) ** 0.5 * own
+        x = torch.zeros(300, 3, 16, 16, dtype=torch.float64)
+        est = LREstimator(n_samples=200, sigma=1.0, seed=1, shared_noise=False)
+        (g,) = est(lambda z, w=w: (z * w).flatten(1).sum(1), x)
+        got = torch.nn.functional.cosine_similarity(g.flatten(1), w.reshape(1, -1))
+        expected = est.last_expected_cosine
+        assert abs(float(got.mean() / expected.mean()) - 1) < 0.1, (
+            rho,
+            float(got.mean()),
+            float(expected.mean()),
+        )

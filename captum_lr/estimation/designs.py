@@ -224,9 +224,10 @@ class SamplingPlan:
         self.strata.adapt(energy[:2])
 
     def expected_cosine(self) -> Tensor | None:
-        r"""Per row, the design's expected cosine between its estimate and what
-        it estimates (:meth:`LREstimator.project`), for a linear function;
-        None where the design has no such figure (blocks, feature groups)."""
+        r"""Per row, the design's expected cosine between its estimate and the
+        gradient of a linear function (in a prior's subspace: the projected
+        gradient); None where the design has no such figure (blocks, feature
+        groups)."""
         rows, n, d = self.space.batch_size, self.n_samples, self.space.dim
         device, dtype = self.space.device, self.space.dtype
         if self.strata is not None:

@@ -226,11 +226,14 @@ class LREstimator:
                     the gradient), below 1 where it spent its samples on the
                     channel-shared ones (see :meth:`project`); None otherwise.
         last_expected_cosine (Tensor): Per row of the last call, the design's
-                    expected cosine between the estimate and what it estimates
-                    (:meth:`project`) for a linear function: ``sqrt(n/d)`` for
-                    orthogonal directions, ``sqrt(n/(n+d+1))`` for Gaussian
-                    ones, 1 for a complete sweep, from the probes' energies for
-                    the channel strata; None for blocks and feature groups.
+                    expected cosine between the estimate and the gradient, for
+                    a linear function: ``sqrt(n/d)`` for orthogonal
+                    directions, ``sqrt(n/(n+d+1))`` for Gaussian ones, 1 for a
+                    complete sweep, from the probes' measure of how the
+                    gradient's energy splits between channel-shared and
+                    contrast directions for the channel strata; with a prior,
+                    the cosine with the projected gradient; None for blocks
+                    and feature groups.
                     Below 0.5 the estimator warns once
                     (:class:`LowAccuracyWarning`) with the ``n_samples`` that
                     reaches 0.9.
@@ -739,7 +742,7 @@ class LREstimator:
         _warn(
             f"the {plan.design!r} design with n_samples={call.n} on rows of "
             f"{plan.space.dim} coordinates has an expected cosine of about "
-            f"{typical:.2f} with the gradient it estimates (a linear model's; "
+            f"{typical:.2f} with the gradient (for a linear model; "
             f"LREstimator.last_expected_cosine): n_samples={needed} reaches "
             "0.9. Averaging over path steps or noise-tunnel samples with "
             "independent noise also helps; a prior (preset 'grid14') or "

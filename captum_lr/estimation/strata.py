@@ -164,10 +164,10 @@ class ChannelStrata:
 
     def expected_cosine(self, n: int | None = None) -> Tensor:
         r"""
-        Per row, the expected cosine of the estimate with what it estimates
-        (:meth:`~captum_lr.LREstimator.project`), for a linear function, from
-        each stratum's share of the gradient as the probes measured it (in
-        proportion to the strata's sizes without probes).
+        Per row, the expected cosine of the estimate with the gradient of a
+        linear function, from each stratum's share of the gradient's energy
+        as the probes measured it (in proportion to the strata's sizes
+        without probes): ``(a_0 + s_1 a_1) / sqrt(|g|^2 E|estimate|^2)``.
 
         Args:
 

@@ -3,6 +3,8 @@ likelihood ratio (:class:`LRMaskGradient`)."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -14,11 +16,13 @@ from captum._utils.typing import (
     TensorOrTupleOfTensorsGeneric,
 )
 from captum.attr import (
+    NoiseTunnel,
     PerturbationAttribution,
 )
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_lr.attr.baselines import broadcasts_to, expand_baselines
 from captum_lr.estimation.layout import InputLayout
 from captum_lr.estimation.mask_design import SignDesign
 from captum_lr.estimation.masking import mask_gradient
@@ -37,27 +41,34 @@ class LRMaskGradient(PerturbationAttribution):
     respect to its keep probability, estimated by the likelihood ratio of that
     Bernoulli noise (:mod:`captum_lr.estimation.masking`). That derivative is
     the change in the output from keeping the group, averaged over all
-    subsets of the other
-    groups kept. The masks come in foldover pairs (a mask and its complement,
-    which cancels every even-order interaction between groups) drawn from
-    orthogonal blocks (:class:`~captum_lr.estimation.mask_design.SignDesign`: exact for
-    outputs linear in the groups once a block of ``2N`` rows is complete, ``N``
-    the smallest power of two above the number of groups).
+    subsets of the other groups kept. The masks come in foldover pairs (a mask
+    and its complement, which cancels every even-order interaction between
+    groups) drawn from orthogonal blocks
+    (:class:`~captum_lr.estimation.mask_design.SignDesign`: exact for outputs
+    linear in the groups once a block of ``2N`` rows is complete, ``N`` the
+    smallest power of two at least the number of groups).
 
     Unlike the gradient classes it explains large perturbations: use it for
     region maps of images (a :class:`~captum_lr.Grid` feature mask and a
     blurred baseline, :func:`~captum_lr.blur_baseline`; the most faithful
     captum_lr map in the benchmarks) and for groups of tabular features. Like
     Captum's perturbation methods it gives every coordinate of a group the
-    group's attribution. The values need not sum to ``f(x) - f(baseline)``
-    (Banzhaf values are not efficient, Shapley values are).
+    group's attribution, takes one feature mask for all examples or one per
+    example, and takes integer inputs (token ids, category codes): a masked
+    query selects each coordinate from the input or the baseline, so it keeps
+    the input's dtype and adds no noise. The values need not sum to ``f(x) -
+    f(baseline)`` (Banzhaf values are not efficient, Shapley values are).
 
     Args:
 
         forward_func (Callable): The forward function of the model or any
-                    modification of it; it needs no autograd.
+                    modification of it; it needs no autograd. It must return
+                    scores (floating point): for a classifier that returns
+                    labels, wrap it in :class:`~captum_lr.BlackBox` with
+                    ``output=LabelIndicator(num_classes)``.
         seed (int, optional): None draws the masks from torch's global random
-                    generator; an int makes every call draw the same masks.
+                    generator; an int makes every call draw the same masks
+                    (on any device, however the queries are batched).
                     Default: None
 
     Attributes:
@@ -65,11 +76,14 @@ class LRMaskGradient(PerturbationAttribution):
         queries (int): Forward rows sent so far (assign 0 to reset).
         last_stderr (tuple[Tensor, ...] or Tensor): For the last call, each
                     coordinate's standard error (its group's), shaped like the
-                    inputs. With more pairs than groups: the residual of the
-                    additive fit (what the blocks do not cancel) plus the
-                    incomplete last block's aliasing, calibrated; with fewer:
-                    the spread of the pairs as if independent, conservative
-                    (see :func:`captum_lr.estimation.masking.mask_gradient`).
+                    attributions. With more pairs than groups: the residual
+                    of the additive fit (what the blocks do not cancel) plus
+                    the incomplete last block's aliasing; with fewer: the
+                    larger of that aliasing and the spread of the pairs as if
+                    independent (conservative); ``inf`` with one pair (a
+                    :class:`~captum_lr.estimation.masking.MaskStderrWarning`
+                    says so). See
+                    :func:`captum_lr.estimation.masking.mask_stderr`.
 
     Examples::
 
@@ -80,6 +94,10 @@ class LRMaskGradient(PerturbationAttribution):
         ...     feature_mask=Grid(14), n_samples=1000,
         ... )
         >>> explainer.queries  # 1000 forward rows per image
+        >>> # token ids, one grouping per sentence, pad id as the baseline
+        >>> LRMaskGradient(classifier).attribute(
+        ...     token_ids, baselines=pad_id, feature_mask=word_ids, target=1
+        ... )
     """
 
     def __init__(
@@ -94,6 +112,49 @@ class LRMaskGradient(PerturbationAttribution):
 
     def _count(self, rows: int) -> None:
         self.queries += rows
+
+    @staticmethod
+    def tensor_mask(
+        inputs: TensorOrTupleOfTensorsGeneric,
+        feature_mask: GroupPrior,
+    ) -> TensorOrTupleOfTensorsGeneric:
+        r"""
+        The Captum-style tensor feature mask of a :class:`~captum_lr.Grid` (or
+        any :class:`~captum_lr.GroupPrior`) for these inputs: what
+        ``NoiseTunnel`` needs, since it expands tensor masks only.
+
+        Args:
+
+            inputs (Tensor or tuple[Tensor, ...]): The inputs (only their
+                        shapes and device are used).
+            feature_mask (GroupPrior): The groups, e.g. ``Grid(14)``.
+
+        Returns:
+            *Tensor* or *tuple[Tensor, ...]*: one long tensor per input, shaped
+            like a row with a leading 1 (shared by all examples).
+
+        Examples::
+
+            >>> mask = LRMaskGradient.tensor_mask(x, Grid(4))
+            >>> NoiseTunnel(LRMaskGradient(model)).attribute(
+            ...     x, nt_samples=4, target=0, feature_mask=mask, n_samples=64
+            ... )
+        """
+        if not isinstance(feature_mask, GroupPrior):
+            raise TypeError(
+                f"feature_mask is a {type(feature_mask).__name__}; tensor_mask "
+                "turns a Grid or GroupPrior into tensors."
+            )
+        is_tuple = isinstance(inputs, tuple)
+        xs = _check_inputs(inputs)
+        layout = InputLayout(_float_proxies(xs))
+        masks = feature_mask.mask(layout)
+        masks = (masks,) if isinstance(masks, Tensor) else tuple(masks)
+        out = tuple(
+            m.to(layout.device, torch.long).expand(shape).unsqueeze(0)
+            for m, shape in zip(masks, layout.shapes)
+        )
+        return _format_output(is_tuple, out)  # type: ignore[return-value]
 
     @log_usage()
     def attribute(
@@ -111,13 +172,17 @@ class LRMaskGradient(PerturbationAttribution):
         Args:
 
             inputs (Tensor or tuple[Tensor, ...]): The inputs to explain; the
-                        first dimension indexes examples.
+                        first dimension indexes examples. Any dtype: integer
+                        and boolean inputs (token ids, category codes) are
+                        masked by selection and keep their dtype.
             baselines (scalar, Tensor or tuple, optional): What a masked group
                         becomes, as in Captum's perturbation methods: a scalar
                         or a tensor per input, broadcastable to the input (one
-                        row for all examples or one per example). For images a
-                        blurred copy (:func:`~captum_lr.blur_baseline`) keeps
-                        the masked queries close to photos.
+                        row for all examples or one per example). For integer
+                        inputs, whole numbers in the dtype's range (a pad or
+                        unknown token id). For images a blurred copy
+                        (:func:`~captum_lr.blur_baseline`) keeps the masked
+                        queries close to photos.
                         Default: 0 for every input
             target (int, tuple, Tensor or list, optional): As in Captum: the
                         output explained, per example.
@@ -125,15 +190,19 @@ class LRMaskGradient(PerturbationAttribution):
             additional_forward_args (Any, optional): As in Captum.
                         Default: None
             feature_mask (Tensor, tuple[Tensor, ...] or GroupPrior, optional):
-                        The groups, as in Captum (one integer tensor per input
-                        shaped like a row, optionally with a leading 1; equal
-                        values form a group, across inputs), or a
-                        :class:`~captum_lr.Grid` / :class:`~captum_lr.GroupPrior`.
-                        None makes every scalar its own group.
+                        The groups, as in Captum: one integer tensor per input
+                        shaped like a row, optionally with a leading 1 (one
+                        grouping for all examples) or shaped like the input
+                        (one grouping per example); equal values form a group,
+                        across inputs. Or a :class:`~captum_lr.Grid` /
+                        :class:`~captum_lr.GroupPrior` (through ``NoiseTunnel``,
+                        pass :meth:`tensor_mask` of it). None makes every
+                        scalar its own group.
                         Default: None
             n_samples (int, optional): Masked queries per example: an even
-                        number (foldover pairs), at least 2. These are all the
-                        forward rows the call spends.
+                        number (foldover pairs), at least 2 (4 for a standard
+                        error). These are all the forward rows the call
+                        spends.
                         Default: 1000
             perturbations_per_eval (int, optional): As in Captum: each forward
                         call gets at most ``perturbations_per_eval`` masked
@@ -146,9 +215,10 @@ class LRMaskGradient(PerturbationAttribution):
                         Default: False
 
         Returns:
-            *Tensor* or *tuple[Tensor, ...]* of **attributions**, shaped and
-            typed like the inputs: every coordinate holds its group's Banzhaf
-            value of the selected output.
+            *Tensor* or *tuple[Tensor, ...]* of **attributions**, shaped like
+            the inputs and typed like them (floating point for integer and
+            boolean inputs: float32, or wider if another input is): every
+            coordinate holds its group's Banzhaf value of the selected output.
 
         Examples::
 
@@ -171,11 +241,12 @@ class LRMaskGradient(PerturbationAttribution):
                 f"{n_samples - 1} or {n_samples + 1}."
             )
         is_tuple = isinstance(inputs, tuple)
-        xs = inputs if is_tuple else (inputs,)
-        layout = InputLayout(xs)
+        xs = _check_inputs(inputs)
+        layout = InputLayout(_float_proxies(xs))
         dtypes = [t.dtype for t in xs]
-        bases = _expand_baselines(baselines, xs)
-        groups = _group_prior(feature_mask).bind(layout)
+        out_dtypes = [dt if dt.is_floating_point else layout.dtype for dt in dtypes]
+        bases = expand_baselines(baselines, xs)
+        index, k = _group_index(feature_mask, layout)
         runner = QueryRunner(
             self.forward_func,
             layout,
@@ -186,7 +257,10 @@ class LRMaskGradient(PerturbationAttribution):
             self._count,
         )
         if layout.batch_size == 0:
-            zeros = tuple(torch.zeros_like(t) for t in xs)
+            zeros = tuple(
+                torch.zeros(x.shape, dtype=dt, device=x.device)
+                for x, dt in zip(xs, out_dtypes)
+            )
             self.last_stderr = tuple(z.clone() for z in zeros)
             if not is_tuple:
                 self.last_stderr = self.last_stderr[0]
@@ -197,71 +271,198 @@ class LRMaskGradient(PerturbationAttribution):
             if self.seed is None
             else self.seed
         )
-        design = SignDesign(groups.space.dim, generator, layout.device)
+        design = SignDesign(k, generator, layout.device)
+        flat_dtype = _flat_dtype(dtypes)
         estimate = mask_gradient(
             runner,
-            layout.flatten(xs),
-            layout.flatten(bases),
-            groups.index,
+            _flatten(xs, flat_dtype),
+            _flatten(bases, flat_dtype),
+            index,
             n_samples // 2,
             design,
             max(1, perturbations_per_eval // 2),
             show_progress,
         )
-        values = layout.split(groups.gather(estimate.values), dtypes)
-        stderr = layout.split(groups.gather(estimate.stderr), dtypes)
+        values = layout.split(_gather(estimate.values, index), out_dtypes)
+        stderr = layout.split(_gather(estimate.stderr, index), out_dtypes)
         self.last_stderr = stderr if is_tuple else stderr[0]
         return _format_output(is_tuple, values)
 
 
-def _group_prior(
-    feature_mask: Tensor | tuple[Tensor, ...] | GroupPrior | None,
-) -> GroupPrior:
-    """The groups of a Captum-style feature mask (None: every coordinate)."""
-    if isinstance(feature_mask, GroupPrior):
-        return feature_mask
-    if feature_mask is None:
-        return _EveryCoordinate()
-    return GroupPrior(feature_mask)
-
-
-class _EveryCoordinate(GroupPrior):
-    """One group per scalar of the inputs (Captum's default feature mask)."""
-
-    def mask(self, layout: InputLayout) -> tuple[Tensor, ...]:
-        ids = torch.arange(layout.dim, device=layout.device)
-        return layout.split(ids.view(1, -1), [torch.long] * len(layout.shapes))
-
-
-def _expand_baselines(
-    baselines: BaselineType, inputs: tuple[Tensor, ...]
-) -> tuple[Tensor, ...]:
-    """One baseline tensor per input, expanded to the input's shape."""
-    if baselines is None:
-        return tuple(torch.zeros_like(x) for x in inputs)
-    given = baselines if isinstance(baselines, tuple) else (baselines,)
-    if len(given) != len(inputs):
-        raise ValueError(
-            f"{len(given)} baselines for {len(inputs)} inputs; give one baseline "
-            "(a scalar or a tensor) per input tensor."
+def _check_inputs(inputs: Any) -> tuple[Tensor, ...]:
+    """The input tensors as a tuple, with errors that say what to change."""
+    if isinstance(inputs, Tensor):
+        return (inputs,)
+    if (
+        isinstance(inputs, list)
+        and inputs
+        and all(isinstance(t, Tensor) for t in inputs)
+    ):
+        raise TypeError(
+            "inputs is a list of tensors; pass a tuple of tensors (Captum's "
+            "convention for several inputs), e.g. tuple(inputs)."
         )
-    out = []
-    for i, (b, x) in enumerate(zip(given, inputs)):
-        if isinstance(b, (int, float)) and not isinstance(b, bool):
-            out.append(torch.full_like(x, float(b)))
-            continue
-        if not isinstance(b, Tensor):
+    if not isinstance(inputs, tuple):
+        raise TypeError(
+            f"inputs is a {type(inputs).__name__}, not a torch.Tensor or a tuple "
+            "of tensors; convert it with torch.as_tensor(inputs) first."
+        )
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
             raise TypeError(
-                f"baseline {i} is a {type(b).__name__}; use a number or a tensor."
+                f"input {i} is a {type(t).__name__}, not a torch.Tensor; convert "
+                "it with torch.as_tensor first."
             )
-        if b.dim() == x.dim() - 1:
-            b = b.unsqueeze(0)
-        try:
-            out.append(b.to(x.device, x.dtype).expand_as(x))
-        except RuntimeError as exc:
+    return inputs
+
+
+def _float_proxies(xs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """Stand-ins for the inputs with a floating dtype, for :class:`InputLayout`
+    (which needs only shapes, devices and dtypes; no memory is allocated)."""
+    return tuple(
+        t
+        if t.dtype.is_floating_point
+        else torch.zeros((), dtype=torch.float32, device=t.device).expand(t.shape)
+        for t in xs
+    )
+
+
+def _flat_dtype(dtypes: list[torch.dtype]) -> torch.dtype:
+    """A dtype that holds every input's values exactly (float64 when integer
+    and floating inputs mix)."""
+    out = dtypes[0]
+    for dt in dtypes[1:]:
+        out = torch.promote_types(out, dt)
+    if out.is_floating_point and not all(dt.is_floating_point for dt in dtypes):
+        return torch.float64
+    return out
+
+
+def _flatten(tensors: tuple[Tensor, ...], dtype: torch.dtype) -> Tensor:
+    rows = tensors[0].shape[0]
+    return torch.cat([t.detach().reshape(rows, -1).to(dtype) for t in tensors], 1)
+
+
+def _gather(values: Tensor, index: Tensor) -> Tensor:
+    """Each coordinate's group value: ``(rows, k)`` to ``(rows, d)``."""
+    if index.dim() == 1:
+        return values.index_select(1, index)
+    return values.gather(1, index)
+
+
+def _group_index(
+    feature_mask: Tensor | tuple[Tensor, ...] | GroupPrior | None,
+    layout: InputLayout,
+) -> tuple[Tensor, int]:
+    """The group (``0 .. k - 1``) of every flat coordinate: ``(d,)`` when the
+    rows share one grouping, ``(rows, d)`` otherwise; and ``k``, the most
+    groups of a row. Ids are numbered in increasing order within each row."""
+    if feature_mask is None:
+        return torch.arange(layout.dim, device=layout.device), layout.dim
+    if isinstance(feature_mask, GroupPrior):
+        feature_mask = feature_mask.mask(layout)
+    if isinstance(feature_mask, list):
+        raise TypeError(
+            "feature_mask is a list; pass a tensor or a tuple with one integer "
+            "tensor per input."
+        )
+    masks = (feature_mask,) if isinstance(feature_mask, Tensor) else feature_mask
+    if not isinstance(masks, tuple) or len(masks) != len(layout.shapes):
+        got = len(masks) if isinstance(masks, tuple) else type(masks).__name__
+        raise ValueError(
+            f"the feature mask has {got} tensors but the inputs have "
+            f"{len(layout.shapes)}; give one mask per input tensor."
+        )
+    batch = layout.batch_size
+    flat = []  # per input: (1 or rows, coordinates)
+    for i, (fm, shape) in enumerate(zip(masks, layout.shapes)):
+        if not isinstance(fm, Tensor) or fm.dtype.is_floating_point:
+            what = fm.dtype if isinstance(fm, Tensor) else type(fm).__name__
             raise ValueError(
-                f"baseline {i} has shape {tuple(b.shape)}, which does not "
-                f"broadcast to input {i}'s shape {tuple(x.shape)}; use one row "
-                "for all examples or one per example."
-            ) from exc
-    return tuple(out)
+                f"feature mask {i} must be an integer tensor of group ids, not {what}."
+            )
+        per_row = fm.dim() == len(shape) + 1
+        lead = fm.shape[0] if per_row else 1
+        if lead not in (1, batch):
+            raise ValueError(
+                f"feature mask {i} has first dimension {lead} but the inputs have "
+                f"{batch} rows; use 1 (one grouping for all examples) or {batch} "
+                "(one per example)."
+            )
+        row_shape = fm.shape[1:] if per_row else fm.shape
+        if not broadcasts_to(row_shape, shape):
+            raise ValueError(
+                f"feature mask {i} has shape {tuple(fm.shape)}, which does not "
+                f"broadcast to input {i}'s row shape {tuple(shape)}; use one "
+                f"shaped {tuple(shape)}, {(1, *shape)} or {(batch, *shape)} "
+                "(one grouping per example)."
+            )
+        fm = fm.reshape(lead, *row_shape).expand(lead, *shape)
+        flat.append(fm.reshape(lead, -1).to(layout.device, torch.long))
+    if layout.dim == 0 or batch == 0:
+        return torch.zeros(layout.dim, dtype=torch.long, device=layout.device), 1
+    if all(f.shape[0] == 1 for f in flat):
+        ids = torch.cat([f[0] for f in flat])
+    else:
+        ids = torch.cat([f.expand(batch, -1) for f in flat], 1)  # (rows, d)
+        if bool((ids == ids[:1]).all()):  # one grouping repeated: share it
+            ids = ids[0]
+    if ids.dim() == 1:
+        dense = torch.unique(ids, return_inverse=True)[1]
+        return dense, int(dense.max().item()) + 1
+    ranked, order = ids.sort(1)
+    new = torch.ones_like(ranked, dtype=torch.bool)
+    new[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    rank = new.long().cumsum(1) - 1
+    dense = torch.empty_like(rank).scatter_(1, order, rank)
+    return dense, int(rank[:, -1].max().item()) + 1
+
+
+# ------------------------------------------------------------ NoiseTunnel guard
+
+_guard_lock = threading.Lock()
+
+
+def _refuse_group_priors(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _expand_and_update_feature_mask(n_samples: int, kwargs: dict) -> None:
+        mask = kwargs.get("feature_mask")
+        if isinstance(mask, GroupPrior):
+            raise TypeError(
+                f"NoiseTunnel expands feature masks as tensors and cannot take "
+                f"{mask!r}; pass its tensor mask instead: "
+                f"feature_mask=LRMaskGradient.tensor_mask(inputs, {mask!r})."
+            )
+        original(n_samples, kwargs)
+
+    _expand_and_update_feature_mask.__wrapped__ = original  # type: ignore[attr-defined]
+    _expand_and_update_feature_mask._captum_lr_guard = True  # type: ignore[attr-defined]
+    return _expand_and_update_feature_mask
+
+
+def guard_noise_tunnel_feature_masks() -> None:
+    r"""
+    Makes ``NoiseTunnel.attribute(..., feature_mask=Grid(4))`` raise a
+    ``TypeError`` that says to pass :meth:`LRMaskGradient.tensor_mask` instead
+    of Captum's bare assertion ("`inputs` must be a torch.Tensor ...").
+
+    NoiseTunnel expands the feature mask (``_expand_and_update_feature_mask``
+    in its module) before it calls the wrapped attribution, so the attribution
+    cannot check it first. This replaces that name in NoiseTunnel's module with
+    a wrapper that checks for a :class:`~captum_lr.GroupPrior` and otherwise
+    calls Captum's function unchanged. Idempotent; importing
+    :mod:`captum_lr.attr.mask` calls it.
+
+    Examples::
+
+        >>> from captum_lr.attr.mask import guard_noise_tunnel_feature_masks
+        >>> guard_noise_tunnel_feature_masks()
+    """
+    with _guard_lock:
+        module = sys.modules.get(NoiseTunnel.__module__)
+        original = getattr(module, "_expand_and_update_feature_mask", None)
+        if original is None or getattr(original, "_captum_lr_guard", False):
+            return  # another Captum layout, or installed already
+        module._expand_and_update_feature_mask = _refuse_group_priors(original)
+
+
+guard_noise_tunnel_feature_masks()

@@ -1,10 +1,20 @@
 r"""Mask designs: orthogonal random signs for feature groups, the masks of
-:class:`~captum_lr.LRMaskGradient`."""
+:class:`~captum_lr.LRMaskGradient`.
+
+The signs of a sample are a function of the design's seed and the sample's
+index only (a counter-based generator built from integer hashing), computed
+on the inputs' device: no host-device copies, the same signs on every device
+and for any chunking of the samples.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+_MASK32 = 0xFFFFFFFF
+_ROUNDS = 8  # Feistel rounds of the block permutations
+_ROWS, _COLUMNS, _SIGNS = 0, 1, 2  # the random streams of a block
 
 
 def hadamard_signs(rows: Tensor, cols: Tensor) -> Tensor:
@@ -24,65 +34,143 @@ def hadamard_signs(rows: Tensor, cols: Tensor) -> Tensor:
     return 1 - 2 * (v & 1)
 
 
+def _mix32(x: Tensor) -> Tensor:
+    """A 32-bit integer hash of ``x`` in ``[0, 2**32)`` (a two-multiply
+    xorshift-multiply hash; multipliers below ``2**31`` keep every product in
+    int64, so CPU and CUDA agree bit for bit)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x21F0AAAD) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x735A2D97) & _MASK32
+    return x ^ (x >> 15)
+
+
+def _permute(x: Tensor, key: Tensor, bits: int) -> Tensor:
+    """A keyed pseudo-random permutation of ``[0, 2**bits)`` applied to ``x``:
+    an unbalanced Feistel network (every round is a bijection whatever the
+    split) followed by a keyed xor; ``key`` broadcasts against ``x``."""
+    if bits == 0:
+        return (x ^ key) & 0  # the one element 0, broadcast against key
+    left_bits = bits // 2
+    right_bits = bits - left_bits
+    right_mask, left_mask = (1 << right_bits) - 1, (1 << left_bits) - 1
+    salt = torch.arange(1, _ROUNDS + 2, device=x.device) * 0x9E3779B9 & _MASK32
+    salt = salt.view(-1, *([1] * key.dim()))
+    round_keys = _mix32(key.unsqueeze(0) ^ salt)  # (rounds + 1, *key.shape)
+    for r in range(_ROUNDS):
+        left, right = x >> right_bits, x & right_mask
+        mixed = _mix32(right ^ round_keys[r]) & left_mask
+        x = (right << left_bits) | (left ^ mixed)
+    return x ^ (round_keys[_ROUNDS] & ((1 << bits) - 1))
+
+
 class SignDesign:
     r"""
     Orthogonal random signs for ``k`` feature groups: the masks of
     :class:`~captum_lr.LRMaskGradient`.
 
-    Sample ``s`` is row ``perm_b[s mod N]`` of block ``b = s // N`` of an
-    ``N x N`` Sylvester-Hadamard matrix (``N``, the smallest power of two above
-    ``k``), restricted to ``k`` of its columns other than the constant one and
-    multiplied by a random sign per column; every block draws its own row
-    order, columns and signs. Each group's sign is then +1 or -1 with
+    Sample ``s`` is row ``perm_b(s mod N)`` of block ``b = s // N`` of an
+    ``N x N`` Sylvester-Hadamard matrix, ``N`` the smallest power of two at
+    least ``k``, restricted to ``k`` distinct columns (the constant column
+    included) and multiplied by a random sign per column; every block draws its
+    own row order, columns and signs. Each group's sign is then +1 or -1 with
     probability 1/2 and any two groups' signs are uncorrelated, whatever the
     number of samples (the masks are unbiased for the Banzhaf value); within a
-    complete block of ``N`` samples the columns are exactly balanced and
-    orthogonal (the estimate of a function linear in the signs is exact).
-    Blocks are drawn in order from ``generator`` as samples ask for them, so
-    the signs of a sample do not depend on how the samples are chunked.
+    complete block of ``N`` samples the columns are exactly orthogonal, and
+    with each sign vector's complement (the foldover pair of
+    :func:`~captum_lr.estimation.masking.mask_gradient`) every group is kept in
+    exactly half the masks, so the estimate of a function linear in the signs
+    is exact. No two samples of a block are the same sign vector or each
+    other's complement (``k > N / 2`` columns cannot all have odd overlap with
+    a nonzero row difference), so a block holds ``N`` distinct mask pairs.
+
+    The row orders, columns and signs come from keyed integer hashes of the
+    seed and the block's index (a Feistel permutation of the rows and columns),
+    computed on ``device``: the signs of a sample depend on the seed and the
+    sample's index only, never on how the samples are chunked or on the
+    device.
 
     Args:
 
-        groups (int): The number of feature groups ``k``.
-        generator (torch.Generator): A CPU generator.
-        device (torch.device): Where the signs are returned.
+        groups (int): The number of feature groups ``k`` (at least 1).
+        generator (torch.Generator): A CPU generator; two 32-bit words drawn
+                    from it at construction are the design's seed.
+        device (torch.device): Where the signs are built and returned.
+
+    Examples::
+
+        >>> design = SignDesign(5, torch.Generator().manual_seed(0), x.device)
+        >>> design.order
+        8
+        >>> signs = design.signs(0, 16, torch.float64)  # two complete blocks
     """
 
     def __init__(
         self, groups: int, generator: torch.Generator, device: torch.device
     ) -> None:
+        if groups < 1:
+            raise ValueError(f"SignDesign needs at least one group, got {groups}.")
         self.groups = groups
-        self.order = 1 << groups.bit_length()
-        self.generator = generator
-        self.device = device
-        self._first = 0  # the block at self._blocks[0]
-        self._blocks: list[tuple[Tensor, Tensor, Tensor]] = []
-        self._stop = 0  # the end of the last range returned
+        self.order = 1 << (groups - 1).bit_length()
+        self.bits = self.order.bit_length() - 1
+        self.device = torch.device(device)
+        seed = torch.randint(0, 1 << 32, (2,), generator=generator).tolist()
+        self._seed = (int(seed[0]), int(seed[1]))
+        # the last block built: its index, row order, columns and signs
+        self._cached: tuple[int, Tensor, Tensor, Tensor] | None = None
 
-    def _new_block(self) -> tuple[Tensor, Tensor, Tensor]:
-        g = self.generator
-        perm = torch.randperm(self.order, generator=g)
-        cols = torch.randperm(self.order - 1, generator=g)[: self.groups] + 1
-        signs = torch.randint(0, 2, (self.groups,), generator=g) * 2 - 1
-        return perm.to(self.device), cols.to(self.device), signs.to(self.device)
+    def _keys(self, blocks: Tensor, stream: int) -> Tensor:
+        """One 32-bit key per block and random stream."""
+        h = _mix32((blocks & _MASK32) ^ self._seed[0])
+        h = _mix32(h ^ ((blocks >> 32) & _MASK32) ^ self._seed[1])
+        return _mix32(h ^ stream)
+
+    def _blocks(self, first: int, last: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The row orders ``(blocks, N)``, Hadamard columns ``(blocks, k)`` and
+        column signs ``(blocks, k)`` of blocks ``first`` to ``last``, built on
+        the device; the last block is kept for the next call."""
+        start = first
+        cached = self._cached
+        if cached is not None and cached[0] == first:
+            if last == first:
+                return cached[1], cached[2], cached[3]
+            start = first + 1
+        blocks = torch.arange(start, last + 1, device=self.device).view(-1, 1)
+        n, k = blocks.shape[0], self.groups
+        positions = torch.arange(self.order, device=self.device).expand(n, -1)
+        rows = _permute(positions, self._keys(blocks, _ROWS), self.bits)
+        group = torch.arange(k, device=self.device).expand(n, -1)
+        cols = _permute(group, self._keys(blocks, _COLUMNS), self.bits)
+        signs = 1 - 2 * (_mix32(self._keys(blocks, _SIGNS) ^ group) & 1)
+        out = (rows, cols, signs)
+        if cached is not None and start > first:
+            out = tuple(torch.cat([c, t]) for c, t in zip(cached[1:], out))
+        self._cached = (last, *(t[-1:] for t in out))
+        return out
 
     def signs(self, start: int, stop: int, dtype: torch.dtype) -> Tensor:
-        r"""The ``(stop - start, k)`` signs of samples ``start`` to ``stop - 1``
-        (called with increasing, non-overlapping ranges)."""
-        if start < self._stop or stop <= start:
+        r"""The signs of samples ``start`` to ``stop - 1``.
+
+        Args:
+
+            start (int): The first sample's index (at least 0).
+            stop (int): One past the last sample's index (above ``start``).
+            dtype (torch.dtype): The dtype returned.
+
+        Returns:
+            *Tensor*: ``(stop - start, k)`` tensor of ``+1`` and ``-1`` on the
+            design's device; the same for a sample whatever the range it is
+            asked in.
+        """
+        if start < 0 or stop <= start:
             raise ValueError(
-                "SignDesign.signs must be called with non-empty, increasing, "
-                f"non-overlapping ranges; got {start}:{stop} after ...:{self._stop}."
+                f"SignDesign.signs needs 0 <= start < stop; got {start}:{stop}."
             )
-        self._stop = stop
-        first, last = start // self.order, (stop - 1) // self.order
-        while self._first + len(self._blocks) <= last:
-            self._blocks.append(self._new_block())
-        del self._blocks[: first - self._first]
-        self._first = first
-        perms, cols, signs = (torch.stack(t) for t in zip(*self._blocks))
+        n = self.order
+        first, last = start // n, (stop - 1) // n
+        perm, cols, col_signs = self._blocks(first, last)
         samples = torch.arange(start, stop, device=self.device)
-        block = samples // self.order - first
-        rows = perms[block, samples % self.order]
-        out = hadamard_signs(rows, cols[block]) * signs[block]
+        local = samples // n - first
+        rows = perm[local, samples % n]
+        out = hadamard_signs(rows, cols[local]) * col_signs[local]
         return out.to(dtype)

@@ -36,15 +36,21 @@ class ConstantMaskOutputWarning(UserWarning):
     r"""Every mask and its complement gave the same output: the map is 0."""
 
 
+class MaskStderrWarning(UserWarning):
+    r"""Some standard errors of :func:`mask_gradient` cannot be estimated from
+    the pairs drawn; they are ``inf``."""
+
+
 @dataclass
 class MaskEstimate:
     r"""What :func:`mask_gradient` returns, per input row and feature group.
 
     Args:
 
-        values (Tensor): ``(rows, k)`` the estimated Banzhaf values.
-        stderr (Tensor): ``(rows, k)`` their standard errors (see
-                    :func:`_stderr`; inf with one pair).
+        values (Tensor): ``(rows, k)`` float64, the estimated Banzhaf values.
+        stderr (Tensor): ``(rows, k)`` float64, their standard errors (see
+                    :func:`mask_stderr`; ``inf`` where they cannot be
+                    estimated).
     """
 
     values: Tensor
@@ -65,13 +71,19 @@ def mask_gradient(
     Estimates each feature group's Banzhaf value from ``2 * n_pairs`` masked
     queries per row.
 
+    A masked row takes every coordinate from ``inputs`` where its group is kept
+    and from ``baselines`` otherwise (a selection, so integer inputs stay
+    integers and kept coordinates are bit for bit the input's).
+
     Args:
 
         runner (QueryRunner): Sends flat rows to the forward function.
-        inputs (Tensor): ``(rows, d)`` flat inputs ``x``.
-        baselines (Tensor): ``(rows, d)`` flat baselines ``b``.
+        inputs (Tensor): ``(rows, d)`` flat inputs ``x``, any dtype.
+        baselines (Tensor): ``(rows, d)`` flat baselines ``b``, the dtype of
+                    ``inputs``.
         group_index (Tensor): ``(d,)`` the group (``0 .. k - 1``) of each
-                    coordinate.
+                    coordinate, shared by the rows, or ``(rows, d)``, one
+                    grouping per row.
         n_pairs (int): Foldover pairs per row.
         design (SignDesign): The signs of the ``k`` groups.
         pairs_per_call (int): Pairs per row built at once (memory: ``2 *
@@ -80,16 +92,15 @@ def mask_gradient(
                     Default: False
 
     Returns:
-        *MaskEstimate*: values and standard errors, ``(rows, k)``.
+        *MaskEstimate*: values and standard errors, ``(rows, k)``, float64.
     """
     batch, dim = inputs.shape
     k = design.groups
-    dtype = inputs.dtype
-    diff = inputs - baselines
-    total = torch.zeros((batch, k), device=inputs.device, dtype=torch.float64)
-    squares = torch.zeros(batch, device=inputs.device, dtype=torch.float64)
-    moved = torch.zeros((), dtype=torch.long, device=inputs.device)
-    owners = torch.arange(batch)
+    device = inputs.device
+    total = torch.zeros((batch, k), device=device, dtype=torch.float64)
+    squares = torch.zeros(batch, device=device, dtype=torch.float64)
+    moved = torch.zeros(batch, dtype=torch.long, device=device)
+    owners = torch.arange(batch, device=device)
     bar = tqdm(
         total=2 * n_pairs * batch,
         disable=not show_progress,
@@ -98,69 +109,135 @@ def mask_gradient(
     )
     for start in range(0, n_pairs, pairs_per_call):
         stop = min(start + pairs_per_call, n_pairs)
-        signs = design.signs(start, stop, dtype)  # (m, k)
-        keep = (signs.index_select(1, group_index) + 1) * 0.5  # (m, d)
-        masks = torch.cat([keep, 1 - keep])  # s and -s
-        rows = baselines.unsqueeze(0) + masks.unsqueeze(1) * diff.unsqueeze(0)
-        two_m = masks.shape[0]
-        scores = runner(rows.reshape(two_m * batch, dim), owners.repeat(two_m))
-        scores = scores.view(two_m, batch).to(torch.float64)
-        m = two_m // 2
+        signs = design.signs(start, stop, torch.float64)  # (m, k)
+        m = stop - start
+        keep = signs[:, group_index] > 0  # (m, d) or (m, rows, d)
+        keep = torch.cat([keep, ~keep])  # s and -s
+        if keep.dim() == 2:
+            keep = keep.unsqueeze(1)
+        rows = torch.where(keep, inputs, baselines)  # (2m, rows, d)
+        scores = runner(rows.reshape(2 * m * batch, dim), owners.repeat(2 * m))
+        scores = scores.view(2 * m, batch).to(torch.float64)
         delta = scores[:m] - scores[m:]  # (m, rows): f(s) - f(-s)
-        moved += (delta != 0).sum()
-        total += delta.T @ signs.to(torch.float64)
+        moved += (delta != 0).sum(0)
+        total += delta.T @ signs
         squares += delta.square().sum(0)
-        bar.update(two_m * batch)
+        bar.update(2 * m * batch)
     bar.close()
     runner.check_finite(
         "check the model on masked inputs (parts of the inputs replaced by the "
         "baselines)"
     )
-    if n_pairs > 0 and int(moved.item()) == 0:
+    values = total / n_pairs
+    stderr = mask_stderr(values, squares, n_pairs, design.order, moved > 0)
+    unknown = int(torch.isinf(stderr).any(1).sum().item()) if k > 1 else 0
+    if n_pairs > 0 and not bool(moved.any()):
+        note = " (their standard errors are inf)" if unknown else ""
         warnings.warn(
             "every mask and its complement gave the same output, so every "
-            "attribution is 0: switching the feature groups between the inputs "
-            "and the baselines does not move the selected output in a way the "
-            "groups explain one by one (check the baselines, the target and the "
-            "feature mask).",
+            f"attribution is 0{note}: switching the feature groups between the "
+            "inputs and the baselines does not move the selected output in a way "
+            "the groups explain one by one (check the baselines, the target and "
+            "the feature mask).",
             ConstantMaskOutputWarning,
             stacklevel=4,  # mask_gradient < attribute < log_usage < caller
         )
-    values = total / n_pairs
-    stderr = _stderr(values, squares, n_pairs, design.order)
-    return MaskEstimate(values.to(dtype), stderr.to(dtype))
+    elif unknown:
+        if n_pairs == 1:
+            why = (
+                "one pair per example leaves no spread to estimate them from; "
+                "use n_samples >= 4"
+            )
+        else:
+            why = (
+                f"every mask pair gave the same output for {unknown} of "
+                f"{batch} examples, which {n_pairs} pairs (fewer than a "
+                f"complete block of {design.order}) cannot tell from groups "
+                "that cancel; use more n_samples or check the baselines"
+            )
+        warnings.warn(
+            f"the standard errors are inf: {why}.",
+            MaskStderrWarning,
+            stacklevel=4,
+        )
+    return MaskEstimate(values, stderr)
 
 
-def _stderr(values: Tensor, squares: Tensor, n_pairs: int, order: int) -> Tensor:
-    """Standard errors from the pairs' output changes ``delta``.
+def mask_stderr(
+    values: Tensor,
+    squares: Tensor,
+    n_pairs: int,
+    order: int,
+    moved: Tensor | None = None,
+) -> Tensor:
+    r"""
+    Standard errors of :func:`mask_gradient`'s values from the pairs' output
+    changes ``delta_i = f(s_i) - f(-s_i)``.
 
-    With more pairs ``n`` than groups ``k``, the residual of the additive fit
-    ``delta_k ~ s_k . values`` (what the orthogonal blocks do not cancel:
-    odd-order interactions, noise) has ``n - k`` degrees of freedom and adds
-    ``RSS / (n - k) / n`` to each value's variance, as for least squares on an
-    orthogonal design (``RSS = sum delta^2 - n |values|^2``); the incomplete
-    last block (``r`` of its ``N`` rows, drawn without replacement) adds the
-    other groups' aliased additive effects, ``r (N - r) / ((N - 1) n^2)`` times
-    their squared sum. With at most ``k`` pairs the fit cannot be separated
-    from the residual and the spread of ``delta_k s_kG`` is used as for
-    independent pairs: exact for ``n << N``, conservative by up to
-    ``sqrt((N - 1) / (N - n))`` otherwise.
+    With ``n`` pairs in blocks of ``N`` (``n = b N + r``), ``k`` groups and
+    ``v`` the values:
+
+    - **Incomplete block.** The ``r`` rows of the last block are drawn without
+      replacement from its ``N``; each other group ``H``'s sign product with
+      ``G`` sums to 0 over the block, so it adds ``v_H r_sum / n`` with
+      variance ``r (N - r) / ((N - 1) n^2) v_H^2``: the aliasing term
+      ``r (N - r) / ((N - 1) n^2) sum_{H != G} v_H^2``, 0 for complete
+      blocks.
+    - **More pairs than groups** (``n > k``): the residual of the additive fit
+      ``delta_i ~ s_i . v`` (what the blocks do not resolve: interactions of
+      three or more groups) has ``n - k`` degrees of freedom and adds ``RSS /
+      ((n - k) n)``, as for least squares on an orthogonal design (``RSS =
+      sum delta^2 - n |v|^2``).
+    - **At most as many pairs as groups** (``2 <= n <= k``, no residual
+      degrees of freedom): the larger of the aliasing term and the spread of
+      ``delta_i s_iG`` as for independent pairs (which bounds the aliasing of
+      higher interactions as well; conservative by up to ``sqrt((N - 1) /
+      (N - n))``). With two groups a complete block is exact (no interaction
+      of three groups exists): 0.
+    - **One group:** every pair gives ``f(x) - f(baseline)``: 0. **One pair**
+      (more than one group): ``inf``, nothing to estimate a spread from.
+
+    Where every pair of a row gave ``delta = 0`` before a block is complete,
+    the zero values may be groups that cancel on the masks drawn: ``inf``.
+    A value is reported with standard error 0 only when its row's pairs
+    determine it (a complete-block fit with no residual); interactions of
+    three or more groups that one block aliases exactly onto a group stay
+    unseen within that block (they average out over blocks).
+
+    Args:
+
+        values (Tensor): ``(rows, k)`` the estimated values.
+        squares (Tensor): ``(rows,)`` the sums of ``delta_i^2``.
+        n_pairs (int): The pairs ``n``.
+        order (int): The block size ``N``.
+        moved (Tensor, optional): ``(rows,)`` bool, whether any pair of the row
+                    had ``delta != 0``. Default: every row moved
+
+    Returns:
+        *Tensor*: ``(rows, k)`` float64 standard errors.
     """
+    values = values.to(torch.float64)
+    squares = squares.to(torch.float64)
     batch, k = values.shape
+    n, big_n = n_pairs, order
     if k == 1:  # every pair gives f(x) - f(baseline): exact
         return torch.zeros_like(values)
-    if n_pairs > k:
-        rss = (squares - n_pairs * values.square().sum(1)).clamp_min(0)
-        var = (rss / ((n_pairs - k) * n_pairs)).view(-1, 1).expand(batch, k)
-        # the last, incomplete block: r of its N rows, drawn without
-        # replacement, leave the other groups' additive effects aliased
-        r = n_pairs % order
-        alias = r * (order - r) / ((order - 1) * n_pairs**2)
-        others = values.square().sum(1, keepdim=True) - values.square()
-        var = var + alias * others
-    elif n_pairs > 1:
-        spread = (squares.view(-1, 1) / n_pairs - values.square()).clamp_min(0)
-        var = spread / (n_pairs - 1)
+    if n <= 1:
+        return torch.full_like(values, torch.inf)
+    sq = values.square()
+    others = sq.sum(1, keepdim=True) - sq
+    r = n % big_n
+    alias = r * (big_n - r) / ((big_n - 1) * n**2) * others
+    if n > k:
+        rss = squares - n * sq.sum(1)
+        # below the rounding of squares - n |v|^2: an exact additive fit
+        rss = torch.where(rss > 1e-12 * squares, rss, 0.0)
+        var = alias + (rss / ((n - k) * n)).view(-1, 1)
+    elif k == 2 and r == 0:  # two groups, complete blocks: exact
+        var = torch.zeros_like(values)
     else:
-        var = torch.full_like(values, torch.inf)
+        spread = (squares.view(-1, 1) / n - sq).clamp_min(0) / (n - 1)
+        var = torch.maximum(alias, spread)
+    if moved is not None and n < big_n:
+        var = torch.where(moved.view(-1, 1), var, torch.inf)
     return var.sqrt()

@@ -34,11 +34,17 @@ from captum_lr.estimation.presets import PRESETS
 from captum_lr.metrics import cosine
 
 SIGMA_REL = 1e-4
+SIGMA_SWEEP = (1e-3, 1e-4, 1e-5, 1e-6)
+r"""Noise scales (times the input's RMS) of the per-photo sigma sweep: the
+orthogonal design at each, so a photo where the default scale is off shows."""
 
 
-def lr_preset(name: str):
+def lr_preset(name: str, sigma_rel: float | None = None):
     def run(fn, x, rows, gen, seed):
-        est = estimator_for_budget(name, x, rows, seed=seed, max_batch_size=32)
+        kw = {"seed": seed, "max_batch_size": 32}
+        if sigma_rel is not None:
+            kw["sigma"] = sigma_rel * float(x.pow(2).mean().sqrt())
+        est = estimator_for_budget(name, x, rows, **kw)
         if est is None:
             return None
         return LRSaliency(fn, est).attribute(x, abs=False)[0]
@@ -46,8 +52,14 @@ def lr_preset(name: str):
     return run
 
 
+def sweep_name(sigma_rel: float) -> str:
+    return f"sweep:orthogonal@{sigma_rel:g}"
+
+
 def methods() -> dict:
     table = {f"captum_lr:{p}": lr_preset(p) for p in PRESETS}
+    for rel in SIGMA_SWEEP:
+        table[sweep_name(rel)] = lr_preset("orthogonal", rel)
 
     def scale(x):
         return SIGMA_REL * float(x.pow(2).mean().sqrt())

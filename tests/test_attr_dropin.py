@@ -30,6 +30,7 @@ from captum_lr import (
     LRSaliency,
 )
 from captum_lr.estimation.estimator import AUTO_SIGMA
+from captum_lr.estimation.noise_scale import PROBE_PAIRS
 
 RTOL = 2e-3
 
@@ -117,7 +118,7 @@ def test_done_when_small_cnn_saliency():
     part = LRSaliency(no_autograd(cnn), est).attribute(x, target=1, abs=False)
     cos = torch.nn.functional.cosine_similarity(part.flatten(1), ref.flatten(1), 1)
     assert (cos >= 0.95 * math.sqrt(n / (n + d + 1))).all()
-    assert est.queries == 2 * (n + 1)  # one-sided above the coordinate regime
+    assert est.queries == 2 * est.queries_for(x[:1]) == 2 * (n + 1 + PROBE_PAIRS)
 
 
 @pytest.mark.parametrize("abs_", [True, False])

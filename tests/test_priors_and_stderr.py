@@ -216,7 +216,7 @@ def test_completeness_correction_closes_the_gap_and_counts_its_rows():
     attr, delta = plain.attribute(x, n_steps=8, return_convergence_delta=True)
     assert delta.abs().min() > 1e-3  # a noisy estimate misses completeness
     # the convergence delta's 2 rows per example are counted with the rest
-    assert plain.queries == 8 * 3 * 21 + 2 * 3
+    assert plain.queries == 8 * 3 * (21 + 4) + 2 * 3  # 4 sigma-probe rows per row
     fixed = LRIntegratedGradients(
         f,
         estimator=LREstimator(shared_noise=False, n_samples=20, seed=0),

@@ -26,6 +26,7 @@ from captum_lr.estimation.designs import (
     resolve_design,
 )
 from captum_lr.estimation.layout import InputLayout
+from captum_lr.estimation.noise_scale import SigmaProbe, probe_pairs
 from captum_lr.estimation.priors import BoundPrior, GroupPrior, SharedChannels
 from captum_lr.estimation.queries import QueryRunner
 from captum_lr.estimation.streams import CounterNoise, call_key
@@ -85,6 +86,7 @@ class _CallPlan:
     sigmas: Tensor  # (rows, k): each row's noise scale per coordinate
     n: int
     antithetic: bool
+    sigma_probes: int  # samples per row sent as pairs to choose sigma
 
 
 class LREstimator:
@@ -329,6 +331,7 @@ class LREstimator:
         self.last_design: str | None = None
         self.last_contrast_scale: Tensor | None = None
         self.last_expected_cosine: Tensor | None = None
+        self.last_sigma_scale: Tensor | None = None
         self._stream_layout: _StreamLayout | None = None
         self._warned_accuracy = False
 
@@ -399,9 +402,19 @@ class LREstimator:
             *int*: forward rows, including the ``f(x)`` rows when not antithetic.
         """
         layout = InputLayout(_as_tuple(inputs))
-        n, antithetic = self._plan_shape(layout)
-        per_row = n * 2 if antithetic else n + 1
+        design, n, antithetic = self._resolve(layout)
+        per_row = n * 2 if antithetic else n + 1 + self._sigma_probes(design, n)
         return layout.batch_size * per_row
+
+    def _sigma_probes(self, design: str, n: int) -> int:
+        """Samples per row sent as antithetic pairs to choose ``sigma="auto"``
+        (:mod:`~captum_lr.estimation.noise_scale`): one-sided random designs."""
+        one_sided = not (
+            design == "coordinate" if self.antithetic is None else self.antithetic
+        )
+        if self.sigma != "auto" or not one_sided or design == "coordinate":
+            return 0
+        return min(probe_pairs(n), n)
 
     def project(
         self, inputs: Tensor | Sequence[Tensor], gradients: Tensor | Sequence[Tensor]
@@ -596,8 +609,9 @@ class LREstimator:
         sigmas = self._sigmas(inputs, layout, plan.design, examples)
         if prior is not None:  # the mean over each group
             sigmas = prior.reduce(sigmas) / prior.sizes.sqrt()
-        _, n, antithetic = self._resolve(layout)
-        return _CallPlan(layout, prior, plan, sigmas, n, antithetic)
+        design, n, antithetic = self._resolve(layout)
+        probes = 0 if antithetic else self._sigma_probes(design, n)
+        return _CallPlan(layout, prior, plan, sigmas, n, antithetic, probes)
 
     def __call__(
         self,
@@ -652,37 +666,60 @@ class LREstimator:
         """Sends the call's queries in chunks and sums what comes back."""
         plan, batch = call.plan, call.layout.batch_size
         sums = RunningSums(plan, self.track_stderr)
-        per_pair = 2 if call.antithetic else 1
         f0 = None
         if not call.antithetic:
             f0 = runner(x, torch.arange(batch, device=x.device))
         total, probe_end = call.n * batch, plan.probe_samples * batch
-        chunk = max(1, self.max_batch_size // per_pair)
+        pair_end = call.sigma_probes * batch  # samples sent as +/- pairs
+        probe = SigmaProbe(batch, x.device, x.dtype) if pair_end else None
+        multiplier = None
+        rows_total = total * (2 if call.antithetic else 1) + pair_end
         bar = tqdm(
-            total=total * per_pair,
+            total=rows_total,
             disable=not self.show_progress,
             desc="LR queries",
             unit="row",
         )
+        chunks = _chunks(
+            total,
+            self.max_batch_size,
+            (pair_end, probe_end),
+            paired=(total if call.antithetic else pair_end),
+        )
         with bar:
-            for start, stop in _chunks(total, chunk, probe_end):
+            for start, stop in chunks:
                 pairs = torch.arange(start, stop, device=x.device)
                 rows = pairs % batch
                 draw = plan.draw(pairs // batch, rows)
-                step = draw.u * call.sigmas.index_select(0, rows)
+                sigmas = call.sigmas.index_select(0, rows)
+                if multiplier is not None:
+                    sigmas = sigmas * multiplier.index_select(0, rows).unsqueeze(1)
+                step = draw.u * sigmas
                 if call.prior is not None:
                     step = call.prior.expand(step)
                 base = x.index_select(0, rows)
-                if f0 is None:
+                m = rows.shape[0]
+                if f0 is None or start < pair_end:
                     both = runner(torch.cat([base + step, base - step]), rows.repeat(2))
-                    delta = (both[: rows.shape[0]] - both[rows.shape[0] :]) * 0.5
+                    if f0 is None:
+                        delta = (both[:m] - both[m:]) * 0.5
+                    else:  # a probe pair: its central difference
+                        delta = probe.add(
+                            rows, both[:m], both[m:], f0.index_select(0, rows)
+                        )
+                    bar.update(2 * m)
                 else:
                     delta = runner(base + step, rows) - f0.index_select(0, rows)
+                    if multiplier is not None:  # back to the base scale
+                        delta = delta / multiplier.index_select(0, rows)
+                    bar.update(m)
                 sums.add(draw, rows, delta, start < probe_end)
+                if stop == pair_end:
+                    multiplier = probe.decide(f0, runner.output_eps)
                 if stop == probe_end:
                     sums.adapt()
-                bar.update(rows.shape[0] * per_pair)
         runner.check_finite()
+        self.last_sigma_scale = multiplier
         return sums
 
     def _finish(
@@ -796,14 +833,17 @@ def _check_values(inputs: tuple[Tensor, ...]) -> None:
                 )
 
 
-def _chunks(total: int, size: int, cut: int):
-    """``(start, stop)`` ranges of at most ``size`` pairs, one of them ending at
-    ``cut`` (where the design adapts)."""
+def _chunks(total: int, size: int, cuts: tuple[int, ...], paired: int):
+    """``(start, stop)`` ranges of pairs: at most ``size`` forward rows each
+    (pairs below ``paired`` cost two rows), one ending at each of ``cuts``
+    (where the design or the noise scale adapts)."""
     start = 0
     while start < total:
-        stop = min(start + size, total)
-        if start < cut < stop:
-            stop = cut
+        width = max(1, size // 2) if start < paired else size
+        stop = min(start + width, total)
+        for cut in cuts:
+            if start < cut < stop:
+                stop = cut
         yield start, stop
         start = stop
 

@@ -168,6 +168,8 @@ class QueryRunner:
         self.max_batch_size = max_batch_size
         self.on_rows = on_rows
         self.bad = torch.zeros((), dtype=torch.long, device=layout.device)
+        self.output_eps = 0.0
+        r"""The largest machine epsilon of the outputs seen so far."""
 
     def __call__(self, flat: Tensor, rows: Tensor) -> Tensor:
         r"""Returns one score per row of ``flat`` (shape ``(m,)``).
@@ -209,6 +211,7 @@ class QueryRunner:
             )
         if not (out.dtype.is_floating_point or out.dtype.is_complex):
             raise TypeError(LABEL_OUTPUT_MESSAGE.format(dtype=out.dtype))
+        self.output_eps = max(self.output_eps, torch.finfo(out.dtype).eps)
         try:
             selected = _select_targets(out, target)
         except (IndexError, RuntimeError) as exc:

@@ -13,6 +13,7 @@ class the model predicts at this resolution."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -20,6 +21,7 @@ import torch
 
 from benchmarks import peers
 from benchmarks.common import (
+    RESULTS,
     base_parser,
     estimator_for_budget,
     image_names,
@@ -160,13 +162,59 @@ def summarise(records, budgets, names, args, show=False) -> dict:
     )
     text = print_table(headers, rows_out, echo=show)
     images = list(dict.fromkeys(r["image"] for r in records))
-    return {
+    payload = {
         "records": records,
         "table": text,
         "px": args.px,
+        "budgets": budgets,
         "images": images,
         "complete": images == list(image_names(args.images)),
     }
+    per_photo = per_photo_table(records, budgets, show)
+    if per_photo:
+        payload["per_photo_table"] = per_photo
+    return payload
+
+
+def per_photo_table(records, budgets, show=False) -> str:
+    """Per photo and budget: the default's cosine against NES's and against
+    the best orthogonal design over the sigma sweep (which sigma), when the
+    run has them."""
+    cos = {(r["method"], r["budget"], r["image"]): r["cosine"] for r in records}
+    sweep = [sweep_name(rel) for rel in SIGMA_SWEEP]
+    images = list(dict.fromkeys(r["image"] for r in records))
+    rows = []
+    for image in images:
+        for b in budgets:
+            ours = cos.get(("captum_lr:default", b, image))
+            nes = cos.get(("NES", b, image))
+            swept = {m: cos[(m, b, image)] for m in sweep if (m, b, image) in cos}
+            if ours is None or nes is None or not swept:
+                continue
+            best = max(swept, key=swept.get)
+            rows.append(
+                [
+                    image,
+                    str(b),
+                    f"{ours:.3f}",
+                    f"{nes:.3f}",
+                    f"{swept[best]:.3f} ({best.split('@')[1]})",
+                    f"{ours / nes:.2f}",
+                    f"{ours / swept[best]:.2f}",
+                ]
+            )
+    if not rows:
+        return ""
+    headers = [
+        "photo",
+        "rows",
+        "default",
+        "NES",
+        "best orthogonal (sigma/RMS)",
+        "default / NES",
+        "default / best orthogonal",
+    ]
+    return print_table(headers, rows, echo=show)
 
 
 def quasi_random_rows(w: torch.Tensor, budgets: list[int], seed: int) -> list[dict]:
@@ -306,10 +354,42 @@ def plot(payload: dict, path) -> None:
     plt.close(fig)
 
 
+def merge(args) -> None:
+    """One table from runs of one command on parts of the photos (one process
+    per core); the parts' commands are kept in the payload."""
+    parts = [
+        json.loads((RESULTS / f"{name}.json").read_text())
+        for name in args.merge.split(",")
+    ]
+    if len({part["px"] for part in parts}) > 1:
+        raise SystemExit("the parts were run at different resolutions")
+    photos = [img for part in parts for img in part["images"]]
+    if len(set(photos)) != len(photos):
+        raise SystemExit(f"a photo is in more than one part: {photos}")
+    args.px = parts[0]["px"]
+    records = [r for part in parts for r in part["records"]]
+    budgets = sorted({r["budget"] for r in records})
+    names = list(dict.fromkeys(r["method"] for r in records))
+    payload = summarise(records, budgets, names, args, show=True)
+    payload["complete"] = photos == list(image_names(args.images))
+    payload["machine"] = parts[0]["machine"]
+    payload["parts"] = [
+        {"command": part["command"], "date": part["date"], "images": part["images"]}
+        for part in parts
+    ]
+    path = write_results(args.out or f"accuracy_{args.px}px", payload, "accuracy")
+    plot(payload, path.with_suffix(".png"))
+
+
 def main(argv=None) -> None:
     p = base_parser(__doc__)
     p.add_argument("--budgets", default="100,1000,4000")
     p.add_argument("--methods", default="", help="comma-separated subset")
+    p.add_argument(
+        "--merge",
+        default="",
+        help="result names of runs of one command on parts of the photos",
+    )
     p.add_argument("--linear", action="store_true")
     p.add_argument("--reps", type=int, default=20, help="linear: random functions")
     p.add_argument("--linear-budgets", default="100,300,1000,2000,3072")
@@ -319,6 +399,9 @@ def main(argv=None) -> None:
     if args.linear:
         payload = run_linear(args)
         write_results(args.out or "accuracy_linear", payload, "accuracy")
+        return
+    if args.merge:
+        merge(args)
         return
     name = args.out or f"accuracy_{args.px}px"
 

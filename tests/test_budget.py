@@ -111,3 +111,17 @@ def test_estimate_bounds_blackbox_queries_and_cache_makes_rerun_free():
 def test_estimate_rejects_non_attributions():
     with pytest.raises(TypeError, match="not a Captum attribution"):
         estimate_queries(object(), X)
+
+
+def test_a_dry_run_keeps_the_accuracy_warning_for_the_real_call():
+    import warnings
+
+    from captum_lr import LowAccuracyWarning, LRSaliency
+
+    ig = LRSaliency(lambda z: z.flatten(1).sum(1), estimator=LREstimator(seed=0))
+    x = torch.randn(1, 3, 32, 32)
+    estimate_queries(ig, x)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ig.attribute(x)
+    assert any(w.category is LowAccuracyWarning for w in seen)

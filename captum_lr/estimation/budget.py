@@ -106,6 +106,8 @@ def estimate_queries(attribution: Any, inputs: Any, **attribute_kwargs: Any) -> 
     counter = _RowCounter(_output_shape(attribute_kwargs.get("target")))
     estimator = getattr(holder, "estimator", None)
     spent = getattr(estimator, "queries", None)
+    # a dry run must not use up the estimator's one accuracy warning
+    warned = getattr(estimator, "_warned_accuracy", None)
     own = None if estimator is not None else getattr(holder, "queries", None)
     # what the last real call left (last_stderr, last_design, ...), not the dry run's
     results = [
@@ -129,6 +131,8 @@ def estimate_queries(attribution: Any, inputs: Any, **attribute_kwargs: Any) -> 
         holder.forward_func = saved_forward
         if spent is not None:
             estimator.queries = spent
+        if warned is not None:
+            estimator._warned_accuracy = warned
         if isinstance(own, int):  # LRMaskGradient counts its own rows
             holder.queries = own
         for obj, saved in results:

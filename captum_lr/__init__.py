@@ -9,12 +9,12 @@ from captum_lr.attr import (
     blur_baseline,
 )
 from captum_lr.estimation.budget import estimate_queries
-from captum_lr.estimation.estimator import (
+from captum_lr.estimation.diagnostics import (
     ConstantOutputWarning,
     LowAccuracyWarning,
-    LREstimator,
     UnperturbedFeaturesWarning,
 )
+from captum_lr.estimation.estimator import LREstimator
 from captum_lr.estimation.masking import ConstantMaskOutputWarning
 from captum_lr.estimation.presets import PRESETS, make_estimator
 from captum_lr.estimation.priors import Grid, GroupPrior, SharedChannels

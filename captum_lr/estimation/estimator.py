@@ -2,7 +2,8 @@ r"""The likelihood-ratio gradient estimator: a drop-in ``gradient_func``.
 
 A call resolves its plan once (design, budget, noise streams, noise scales:
 :meth:`LREstimator._plan_call`), sends its queries in chunks
-(:meth:`LREstimator._query`, into :class:`~captum_lr.estimation.sums.RunningSums`),
+(:func:`~captum_lr.estimation.loop.run_queries`, into
+:class:`~captum_lr.estimation.sums.RunningSums`),
 combines the sums per design, and reports (:meth:`LREstimator._finish`).
 """
 
@@ -11,13 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 from captum._utils.typing import TargetType
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from captum_lr.estimation.designs import (
     DESIGNS,
@@ -25,46 +24,25 @@ from captum_lr.estimation.designs import (
     image_channels,
     resolve_design,
 )
+from captum_lr.estimation.diagnostics import (
+    warn_low_accuracy,
+    warn_uninformative,
+)
 from captum_lr.estimation.layout import InputLayout
-from captum_lr.estimation.noise_scale import SigmaProbe, probe_pairs
+from captum_lr.estimation.loop import CallPlan, run_queries
+from captum_lr.estimation.noise_scale import probe_pairs
 from captum_lr.estimation.priors import BoundPrior, GroupPrior, SharedChannels
 from captum_lr.estimation.queries import QueryRunner
+from captum_lr.estimation.rows import StreamLayout, assign_streams, rms_sigmas
 from captum_lr.estimation.streams import CounterNoise, call_key
 from captum_lr.estimation.sums import RunningSums
 from captum_lr.estimation.supports import Blocks, BlockSpec, FeatureGroups, Support
-from captum_lr.warn import warn_user
 
 AUTO_SIGMA = {"coordinate": 1e-2, "random": 1e-4}
 r"""``sigma="auto"``: the fraction of each input tensor's RMS, for coordinate
 sweeps (central differences, bias O(sigma^2), one coordinate per query so
 rounding matters) and for random designs (one-sided, bias O(sigma), many
 coordinates per query)."""
-
-LOW_COSINE = 0.5
-r"""The expected cosine below which a call warns (:class:`LowAccuracyWarning`)."""
-
-
-class UnperturbedFeaturesWarning(UserWarning):
-    r"""Some coordinates were never perturbed; their estimate is 0."""
-
-
-class ConstantOutputWarning(UserWarning):
-    r"""Every perturbed query returned the unperturbed output: sigma too small."""
-
-
-class LowAccuracyWarning(UserWarning):
-    r"""The design's expected cosine with the gradient is low for this budget."""
-
-
-@dataclass
-class _StreamLayout:
-    """How the rows of the calls inside :meth:`LREstimator.noise_streams` map
-    to noise streams and to the examples that set their noise scale."""
-
-    kind: str
-    size: int
-    reference: tuple[Tensor, ...] | None
-    offset: int = 0  # streams ("steps") or rows used by earlier calls
 
 
 class DesignChoice(NamedTuple):
@@ -74,19 +52,6 @@ class DesignChoice(NamedTuple):
     n_samples: int
     antithetic: bool
     sweep: bool
-
-
-@dataclass
-class _CallPlan:
-    """What one call resolved before its first query."""
-
-    layout: InputLayout
-    prior: BoundPrior | None
-    plan: SamplingPlan
-    sigmas: Tensor  # (rows, k): each row's noise scale per coordinate
-    n: int
-    antithetic: bool
-    sigma_probes: int  # samples per row sent as pairs to choose sigma
 
 
 class LREstimator:
@@ -265,54 +230,10 @@ class LREstimator:
         show_progress: bool = False,
         track_stderr: bool = False,
     ) -> None:
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int):
-            raise TypeError(f"n_samples must be an int, not {n_samples!r}.")
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
-        if isinstance(sigma, str):
-            if sigma != "auto":
-                raise ValueError(
-                    f"sigma must be a positive float or 'auto', not {sigma!r}."
-                )
-        elif isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
-            raise TypeError(f"sigma must be a positive float or 'auto', not {sigma!r}.")
-        elif not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(
-                f"sigma must be a positive finite float, got {sigma}; it is the "
-                "standard deviation of the noise added to the inputs."
-            )
-        if design not in DESIGNS:
-            raise ValueError(f"design must be one of {DESIGNS}, not {design!r}.")
-        if block is not None and feature_mask is not None:
-            raise ValueError(
-                "give block or feature_mask, not both: each sample perturbs one "
-                "block or one feature group."
-            )
-        if block is not None:
-            _check_block(block)
-        if prior is not None:
-            if not isinstance(prior, GroupPrior):
-                raise TypeError(
-                    "prior must be a captum_lr.estimation.priors.GroupPrior (Grid, "
-                    f"SharedChannels, GroupPrior(mask)), not {prior!r}."
-                )
-            if block is not None or feature_mask is not None:
-                raise ValueError(
-                    "a prior shares noise over whole groups; it cannot be combined "
-                    "with block or feature_mask."
-                )
-        if antithetic is not None and not isinstance(antithetic, bool):
-            raise TypeError(f"antithetic must be None or a bool, not {antithetic!r}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be None or an int, not {seed!r}.")
-        if (
-            isinstance(max_batch_size, bool)
-            or not isinstance(max_batch_size, int)
-            or max_batch_size < 1
-        ):
-            raise ValueError(
-                f"max_batch_size must be a positive int, got {max_batch_size!r}."
-            )
+        _check_options(
+            n_samples, sigma, block, feature_mask, design, antithetic, prior, seed
+        )
+        _check_batch_size(max_batch_size)
         self.n_samples = n_samples
         self.sigma = sigma
         self.block = block
@@ -332,7 +253,7 @@ class LREstimator:
         self.last_contrast_scale: Tensor | None = None
         self.last_expected_cosine: Tensor | None = None
         self.last_sigma_scale: Tensor | None = None
-        self._stream_layout: _StreamLayout | None = None
+        self._stream_layout: StreamLayout | None = None
         self._warned_accuracy = False
 
     def __repr__(self) -> str:
@@ -525,35 +446,11 @@ class LREstimator:
             raise ValueError(f"size must be a positive int, got {size!r}.")
         ref = None if reference is None else _as_tuple(reference)
         outer = self._stream_layout
-        self._stream_layout = _StreamLayout(layout, size, ref)
+        self._stream_layout = StreamLayout(layout, size, ref)
         try:
             yield self
         finally:
             self._stream_layout = outer
-
-    def _streams(self, batch: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """Each row's noise stream, and its example (row of the reference)."""
-        rows = torch.arange(batch, device=device)
-        context = self._stream_layout
-        if context is None:
-            streams = rows if not self.shared_noise else torch.zeros_like(rows)
-            return streams, rows
-        if batch % context.size:
-            raise ValueError(
-                f"a call inside noise_streams({context.kind!r}, {context.size}) "
-                f"has {batch} rows, not a multiple of {context.size}."
-            )
-        if context.kind == "steps":
-            examples = rows % context.size
-            if self.shared_noise:
-                streams = context.offset + rows // context.size
-                context.offset += batch // context.size
-            else:
-                streams = context.offset + rows
-                context.offset += batch
-            return streams, examples
-        streams = rows % context.size if self.shared_noise else rows
-        return streams, rows // context.size
 
     def _sigmas(
         self,
@@ -563,36 +460,21 @@ class LREstimator:
         examples: Tensor,
     ) -> Tensor:
         """``(rows, d)`` noise scale of every row and coordinate."""
-        batch, d = layout.batch_size, layout.dim
         if self.sigma != "auto":
-            value = torch.full((1, d), float(self.sigma), dtype=layout.dtype)
-            return value.to(layout.device).expand(batch, d)
+            value = torch.full((1, layout.dim), float(self.sigma), dtype=layout.dtype)
+            return value.to(layout.device).expand(layout.batch_size, layout.dim)
         context = self._stream_layout
-        reference = inputs
-        if context is not None and context.reference is not None:
-            reference = context.reference
-            if len(reference) != len(inputs) or any(
-                r.shape[1:] != t.shape[1:] for r, t in zip(reference, inputs)
-            ):
-                raise ValueError(
-                    "noise_streams(reference=...) must be shaped like the "
-                    "inputs (one row per example)."
-                )
+        reference = None if context is None else context.reference
         fraction = AUTO_SIGMA["coordinate" if design == "coordinate" else "random"]
-        parts = []
-        for ref, size in zip(reference, layout.sizes):
-            rows = ref.detach().reshape(ref.shape[0], -1).to(layout.dtype)
-            rms = rows.square().mean(1).sqrt()
-            rms = torch.where(rms > 0, rms, torch.ones_like(rms)).to(layout.device)
-            scale = fraction * rms.index_select(0, examples)
-            parts.append(scale.unsqueeze(1).expand(batch, size))
-        return torch.cat(parts, dim=1)
+        return rms_sigmas(inputs, reference, layout, fraction, examples)
 
-    def _plan_call(self, inputs: tuple[Tensor, ...], layout: InputLayout) -> _CallPlan:
+    def _plan_call(self, inputs: tuple[Tensor, ...], layout: InputLayout) -> CallPlan:
         """Resolves everything a call needs before its first query."""
         device = layout.device
         prior = self._bind_prior(layout) if self.prior is not None else None
-        streams, examples = self._streams(layout.batch_size, device)
+        streams, examples = assign_streams(
+            self._stream_layout, layout.batch_size, self.shared_noise, device
+        )
         if self.seed is None:
             key = int(torch.randint(0, 2**32, (1,)).item())
         else:
@@ -611,7 +493,7 @@ class LREstimator:
             sigmas = prior.reduce(sigmas) / prior.sizes.sqrt()
         design, n, antithetic = self._resolve(layout)
         probes = 0 if antithetic else self._sigma_probes(design, n)
-        return _CallPlan(layout, prior, plan, sigmas, n, antithetic, probes)
+        return CallPlan(layout, prior, plan, sigmas, n, antithetic, probes)
 
     def __call__(
         self,
@@ -659,104 +541,33 @@ class LREstimator:
         if layout.batch_size == 0:
             return tuple(torch.zeros_like(t) for t in inputs)
         call = self._plan_call(inputs, layout)
-        sums = self._query(call, runner, layout.flatten(inputs))
+        sums = run_queries(
+            call,
+            runner,
+            layout.flatten(inputs),
+            self.max_batch_size,
+            self.track_stderr,
+            self.show_progress,
+        )
+        self.last_sigma_scale = sums.sigma_scale
         return self._finish(call, sums, dtypes)
 
-    def _query(self, call: _CallPlan, runner: QueryRunner, x: Tensor) -> RunningSums:
-        """Sends the call's queries in chunks and sums what comes back."""
-        plan, batch = call.plan, call.layout.batch_size
-        sums = RunningSums(plan, self.track_stderr)
-        f0 = None
-        if not call.antithetic:
-            f0 = runner(x, torch.arange(batch, device=x.device))
-        total, probe_end = call.n * batch, plan.probe_samples * batch
-        pair_end = call.sigma_probes * batch  # samples sent as +/- pairs
-        probe = SigmaProbe(batch, x.device, x.dtype) if pair_end else None
-        multiplier = None
-        rows_total = total * (2 if call.antithetic else 1) + pair_end
-        bar = tqdm(
-            total=rows_total,
-            disable=not self.show_progress,
-            desc="LR queries",
-            unit="row",
-        )
-        chunks = _chunks(
-            total,
-            self.max_batch_size,
-            (pair_end, probe_end),
-            paired=(total if call.antithetic else pair_end),
-        )
-        with bar:
-            for start, stop in chunks:
-                pairs = torch.arange(start, stop, device=x.device)
-                rows = pairs % batch
-                draw = plan.draw(pairs // batch, rows)
-                sigmas = call.sigmas.index_select(0, rows)
-                if multiplier is not None:
-                    sigmas = sigmas * multiplier.index_select(0, rows).unsqueeze(1)
-                step = draw.u * sigmas
-                if call.prior is not None:
-                    step = call.prior.expand(step)
-                base = x.index_select(0, rows)
-                m = rows.shape[0]
-                if f0 is None or start < pair_end:
-                    both = runner(torch.cat([base + step, base - step]), rows.repeat(2))
-                    if f0 is None:
-                        delta = (both[:m] - both[m:]) * 0.5
-                    else:  # a probe pair: its central difference
-                        delta = probe.add(
-                            rows, both[:m], both[m:], f0.index_select(0, rows)
-                        )
-                    bar.update(2 * m)
-                else:
-                    delta = runner(base + step, rows) - f0.index_select(0, rows)
-                    if multiplier is not None:  # back to the base scale
-                        delta = delta / multiplier.index_select(0, rows)
-                    bar.update(m)
-                sums.add(draw, rows, delta, start < probe_end)
-                if stop == pair_end:
-                    multiplier = probe.decide(f0, runner.output_eps)
-                if stop == probe_end:
-                    sums.adapt()
-        runner.check_finite()
-        self.last_sigma_scale = multiplier
-        return sums
-
     def _finish(
-        self, call: _CallPlan, sums: RunningSums, dtypes: list[torch.dtype]
+        self, call: CallPlan, sums: RunningSums, dtypes: list[torch.dtype]
     ) -> tuple[Tensor, ...]:
         """Divides by sigma, warns, sets the ``last_*`` attributes."""
         layout, prior, plan = call.layout, call.prior, call.plan
         grads, var, counts = sums.combine()
         grads = grads / call.sigmas
         stderr = None if var is None else (var / call.sigmas.square()).sqrt()
-        total = call.n * layout.batch_size
-        unchanged = 1.0 - int(sums.moved.item()) / total
-        if unchanged > 0.5:
-            _warn(
-                f"{unchanged:.0%} of the perturbed queries returned exactly the "
-                "unperturbed output and carry no information about the gradient, "
-                "so the estimate is noisy (0 where no query moved): sigma is small "
-                "for this model (quantised inputs or outputs, hard labels, rounded "
-                "API outputs); raise sigma.",
-                ConstantOutputWarning,
-            )
-        if plan.weighted:
-            n_missed = int((counts <= 0).sum().item())
-            if n_missed:
-                _warn(
-                    f"{n_missed} of {counts.numel()} coordinates were never "
-                    f"perturbed by the {call.n} samples per row; their gradient "
-                    "estimate is 0 (see LREstimator.last_coverage). Raise "
-                    "n_samples or use larger blocks.",
-                    UnperturbedFeaturesWarning,
-                )
+        warn_uninformative(sums, counts, call.n, plan.weighted)
         self.last_design = plan.design
         self.last_contrast_scale = (
             plan.strata.contrast_scale() if plan.strata is not None else None
         )
         self.last_expected_cosine = plan.expected_cosine()
-        self._warn_accuracy(call)
+        if not self._warned_accuracy:
+            self._warned_accuracy = warn_low_accuracy(plan, self.last_expected_cosine)
         if prior is not None:
             grads, counts = prior.expand(grads), prior.gather(counts)
             if stderr is not None:
@@ -765,50 +576,69 @@ class LREstimator:
         self.last_stderr = None if stderr is None else layout.split(stderr)
         return layout.split(grads, dtypes)
 
-    def _warn_accuracy(self, call: _CallPlan) -> None:
-        """Warns once per estimator where the expected cosine is low."""
-        figure = self.last_expected_cosine
-        if figure is None or self._warned_accuracy:
-            return
-        typical = float(figure.median())
-        if typical >= LOW_COSINE:
-            return
-        self._warned_accuracy = True
-        plan = call.plan
-        needed = _samples_for(plan, 0.9)
-        _warn(
-            f"the {plan.design!r} design with n_samples={call.n} on rows of "
-            f"{plan.space.dim} coordinates has an expected cosine of about "
-            f"{typical:.2f} with the gradient (for a linear model; "
-            f"LREstimator.last_expected_cosine): n_samples={needed} reaches "
-            "0.9. Averaging over path steps or noise-tunnel samples with "
-            "independent noise also helps; a prior (preset 'grid14') or "
-            "LRMaskGradient gives coarser maps for far fewer rows. This "
-            "warning is shown once per estimator.",
-            LowAccuracyWarning,
+
+def _check_options(
+    n_samples: Any,
+    sigma: Any,
+    block: Any,
+    feature_mask: Any,
+    design: Any,
+    antithetic: Any,
+    prior: Any,
+    seed: Any,
+) -> None:
+    """The constructor's arguments: a clear error for each mistake."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int):
+        raise TypeError(f"n_samples must be an int, not {n_samples!r}.")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
+    if isinstance(sigma, str):
+        if sigma != "auto":
+            raise ValueError(
+                f"sigma must be a positive float or 'auto', not {sigma!r}."
+            )
+    elif isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
+        raise TypeError(f"sigma must be a positive float or 'auto', not {sigma!r}.")
+    elif not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(
+            f"sigma must be a positive finite float, got {sigma}; it is the "
+            "standard deviation of the noise added to the inputs."
         )
+    if design not in DESIGNS:
+        raise ValueError(f"design must be one of {DESIGNS}, not {design!r}.")
+    if block is not None and feature_mask is not None:
+        raise ValueError(
+            "give block or feature_mask, not both: each sample perturbs one "
+            "block or one feature group."
+        )
+    if block is not None:
+        _check_block(block)
+    if prior is not None:
+        if not isinstance(prior, GroupPrior):
+            raise TypeError(
+                "prior must be a captum_lr.estimation.priors.GroupPrior (Grid, "
+                f"SharedChannels, GroupPrior(mask)), not {prior!r}."
+            )
+        if block is not None or feature_mask is not None:
+            raise ValueError(
+                "a prior shares noise over whole groups; it cannot be combined "
+                "with block or feature_mask."
+            )
+    if antithetic is not None and not isinstance(antithetic, bool):
+        raise TypeError(f"antithetic must be None or a bool, not {antithetic!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be None or an int, not {seed!r}.")
 
 
-def _samples_for(plan: SamplingPlan, cosine: float) -> int:
-    """The ``n_samples`` whose expected cosine reaches ``cosine`` (typical row)."""
-    d = plan.space.dim
-    if plan.strata is not None:
-        low, high = plan.n_samples, d
-        while low < high:  # bisection on the strata's own figure
-            mid = (low + high) // 2
-            if float(plan.strata.expected_cosine(mid).median()) >= cosine:
-                high = mid
-            else:
-                low = mid + 1
-        return low
-    c2 = cosine * cosine
-    if plan.design == "gaussian":
-        return math.ceil(c2 * (d + 1) / (1 - c2))
-    return min(d, math.ceil(c2 * d))
-
-
-def _warn(message: str, category: type[Warning]) -> None:
-    warn_user(message, category)
+def _check_batch_size(max_batch_size: Any) -> None:
+    if (
+        isinstance(max_batch_size, bool)
+        or not isinstance(max_batch_size, int)
+        or max_batch_size < 1
+    ):
+        raise ValueError(
+            f"max_batch_size must be a positive int, got {max_batch_size!r}."
+        )
 
 
 def _check_values(inputs: tuple[Tensor, ...]) -> None:
@@ -831,21 +661,6 @@ def _check_values(inputs: tuple[Tensor, ...]) -> None:
                     "finite: check the preprocessing (e.g. a division by a zero "
                     "standard deviation) or replace them (torch.nan_to_num)."
                 )
-
-
-def _chunks(total: int, size: int, cuts: tuple[int, ...], paired: int):
-    """``(start, stop)`` ranges of pairs: at most ``size`` forward rows each
-    (pairs below ``paired`` cost two rows), one ending at each of ``cuts``
-    (where the design or the noise scale adapts)."""
-    start = 0
-    while start < total:
-        width = max(1, size // 2) if start < paired else size
-        stop = min(start + width, total)
-        for cut in cuts:
-            if start < cut < stop:
-                stop = cut
-        yield start, stop
-        start = stop
 
 
 def _as_tuple(inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:

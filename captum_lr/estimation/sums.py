@@ -37,6 +37,9 @@ class RunningSums:
         )
         self.energy = torch.zeros(plan.levels * rows, device=device, dtype=dtype)
         self.moved = torch.zeros((), dtype=torch.long, device=device)
+        self.sigma_scale: Tensor | None = None
+        r"""Per row, the noise-scale multiplier of the later samples (None:
+        the noise scale was not probed)."""
 
     def add(self, draw: Draw, rows: Tensor, delta: Tensor, probing: bool) -> None:
         r"""Adds a chunk of pairs.

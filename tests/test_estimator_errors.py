@@ -4,6 +4,8 @@ import pytest
 import torch
 from captum._utils.gradient import compute_gradients
 from captum.attr import IntegratedGradients
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from captum_lr import LREstimator, LRIntegratedGradients, LRSaliency
 from captum_lr.estimation.presets import FIXED_SAMPLES, PRESETS, make_estimator
@@ -321,3 +323,32 @@ def test_expected_cosine_matches_the_measured_one_on_images():
             float(got.mean()),
             float(expected.mean()),
         )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    d=st.integers(2, 400),
+    n=st.integers(1, 400),
+    design=st.sampled_from(["orthogonal", "gaussian", "auto"]),
+)
+def test_the_accuracy_warning_follows_the_designs_figure(d, n, design):
+    """Warned exactly when the design's own expected cosine is below 0.5; an
+    exact sweep (auto with d <= n) never warns."""
+    import warnings
+
+    from captum_lr import LowAccuracyWarning
+
+    est = LREstimator(n_samples=n, design=design, seed=0)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        est(lambda z: z.sum(1), torch.randn(2, d))
+    warned = any(w.category is LowAccuracyWarning for w in seen)
+    if design == "auto" and d <= n:
+        assert not warned and (est.last_expected_cosine == 1).all()
+        return
+    k = min(n, d)
+    figure = (k / d) ** 0.5 if design != "gaussian" else (n / (n + d + 1)) ** 0.5
+    torch.testing.assert_close(
+        est.last_expected_cosine, torch.full((2,), figure), rtol=1e-6, atol=0
+    )
+    assert warned == (figure < 0.5)

@@ -358,7 +358,7 @@ def merge(args) -> None:
     """One table from runs of one command on parts of the photos (one process
     per core); the parts' commands are kept in the payload."""
     parts = [
-        json.loads((RESULTS / f"{name}.json").read_text())
+        json.loads((RESULTS / f"{name}.json").read_text())  # name or path
         for name in args.merge.split(",")
     ]
     if len({part["px"] for part in parts}) > 1:

@@ -113,7 +113,14 @@ def _load(path: Path) -> dict:
         budgets = sorted({r["budget"] for r in recs})
         names = list(dict.fromkeys(r["method"] for r in recs))
         args = SimpleNamespace(px=data["px"], images=",".join(data["images"]))
-        data["table"] = accuracy.summarise(recs, budgets, names, args)["table"]
+        summary = accuracy.summarise(recs, budgets, names, args)
+        data["table"] = summary["table"]
+        if summary.get("per_photo_table"):
+            data["table"] += (
+                "\n\nPer photo: the default against NES and against the best "
+                "orthogonal design over the sigma sweep.\n\n"
+                + summary["per_photo_table"]
+            )
     return data
 
 

@@ -167,3 +167,62 @@ def test_speed_smoke(tmp_path):
     assert len(data["records"]) == 2 and len(data["memory"]) == 2
     assert all(r["mask_ratio"] > 0 for r in data["records"])
     assert out.with_suffix(".png").exists()
+
+
+def test_accuracy_per_photo_table_and_merge(tmp_path):
+    from benchmarks import accuracy
+
+    names = []
+    for photo in ("chelsea", "coffee"):
+        name = str(tmp_path / f"part_{photo}")  # a path: results stay out of git
+        names.append(name)
+        accuracy.main(
+            [
+                "--images",
+                photo,
+                "--px",
+                "32",
+                "--budgets",
+                "40",
+                "--methods",
+                "captum_lr:default,NES,sweep:orthogonal@0.0001,sweep:orthogonal@1e-05",
+                "--threads",
+                "1",
+                "--out",
+                name,
+            ]
+        )
+    merged_path = str(tmp_path / "m")
+    accuracy.main(
+        ["--merge", ",".join(names), "--images", "tune", "--out", merged_path]
+    )
+    merged = read(tmp_path / "m.json")
+    assert merged["images"] == ["chelsea", "coffee"] and merged["complete"]
+    assert len(merged["parts"]) == 2
+    table = merged["per_photo_table"]
+    assert "chelsea" in table and "coffee" in table and "default / NES" in table
+
+
+def test_noise_tunnel_smoke(tmp_path):
+    from benchmarks import noise_tunnel
+
+    out = tmp_path / "nt"
+    noise_tunnel.main(
+        [
+            "--images",
+            "chelsea",
+            "--px",
+            "32",
+            "--n-samples",
+            "16",
+            "--nt-samples",
+            "1,2",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    data = read(out.with_suffix(".json"))
+    assert len(data["records"]) == 4
+    assert {r["shared_noise"] for r in data["records"]} == {True, False}

@@ -29,6 +29,7 @@ from captum_lr.estimation.masking import ConstantMaskOutputWarning
 from captum_lr.estimation.presets import PRESETS, make_estimator
 from captum_lr.estimation.priors import Grid, GroupPrior, SharedChannels
 from captum_lr.estimation.uncertainty import attribute_with_stderr, samples_for_cosine
+from captum_lr.patch import CaptumPatch, NeedsAutogradError, patch_captum
 from captum_lr.remote.blackbox import (
     BlackBox,
     MalformedResponseError,
@@ -41,6 +42,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BlackBox",
+    "CaptumPatch",
+    "NeedsAutogradError",
     "MalformedResponseError",
     "PermanentError",
     "QueryBudgetExceeded",
@@ -73,5 +76,6 @@ __all__ = [
     "attribute_with_stderr",
     "blur_baseline",
     "make_estimator",
+    "patch_captum",
     "samples_for_cosine",
 ]

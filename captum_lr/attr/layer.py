@@ -26,10 +26,12 @@ dispatcher (:func:`rerouted`):
   :class:`contextvars.ContextVar`, so per thread and per task); every other
   caller, such as a plain Captum class in another thread at the same moment,
   gets Captum's own function;
-- installing and restoring are counted under a lock, so concurrent and nested
-  LR calls share one dispatcher, and the last one out restores Captum's
-  function, in a ``finally`` block (also after an exception). A name that
-  someone else rebound in the meantime is left to them.
+- installing and restoring are counted under a lock (:func:`acquire`,
+  :func:`release`), so concurrent and nested LR calls share one dispatcher,
+  and the last one out restores Captum's function, in a ``finally`` block
+  (also after an exception). A name that someone else rebound in the meantime
+  is left to them. :func:`~captum_lr.patch_captum` uses the same registry and
+  dispatchers, so LR calls and switches nest and interleave in any order.
 
 ``LayerIntegratedGradients`` needs no rebinding: it builds the gradient
 function of its inner ``IntegratedGradients`` in a method,
@@ -95,14 +97,39 @@ from captum_lr.estimation.layer_queries import LayerGradients, layer_eval
 _ACTIVE: ContextVar[LayerGradients | None] = ContextVar(
     "captum_lr_layer_gradients", default=None
 )
-_LOCK = threading.Lock()
-# (module, name) -> [Captum's function, the dispatcher, LR calls using it]
-_INSTALLED: dict[tuple[str, str], list[Any]] = {}
+# engines of active captum_lr.patch_captum() switches (process-wide), innermost
+# last; an LR class's own context (_ACTIVE) takes precedence
+_SWITCHED: list[LayerGradients] = []
+_LOCK = threading.RLock()
+_MISSING = object()
+# (owner, name) -> [owner's own attribute or _MISSING, replacement, users]
+_INSTALLED: dict[tuple[Any, str], list[Any]] = {}
+
+
+def current_engine() -> LayerGradients | None:
+    r"""The LR helpers that answer Captum's gradient calls from here: the
+    enclosing LR ``attribute`` call's, else the innermost active
+    :func:`~captum_lr.patch_captum` switch's, else None (Captum's own)."""
+    engine = _ACTIVE.get()
+    if engine is not None:
+        return engine
+    with _LOCK:
+        return _SWITCHED[-1] if _SWITCHED else None
 
 
 class _Engine(LayerGradients):
-    """The LR helpers, plus Captum's ``apply_gradient_requirements`` without
-    its "did not already require gradients" warning (no gradients needed)."""
+    """The LR helpers, plus Captum's ``compute_gradients`` answered by the
+    estimator and ``apply_gradient_requirements`` without its "did not
+    already require gradients" warning (no gradients are needed)."""
+
+    def compute_gradients(
+        self,
+        forward_fn: Callable[..., Any],
+        inputs: Tensor | tuple[Tensor, ...],
+        target_ind: TargetType = None,
+        additional_forward_args: Any = None,
+    ) -> tuple[Tensor, ...]:
+        return self.estimator(forward_fn, inputs, target_ind, additional_forward_args)
 
     def apply_gradient_requirements(
         self, inputs: tuple[Tensor, ...], warn: bool = True
@@ -111,9 +138,11 @@ class _Engine(LayerGradients):
 
 
 def _dispatcher(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """Answers a Captum helper's calls with the current engine, if any."""
+
     @functools.wraps(original)
     def dispatch(*args: Any, **kwargs: Any) -> Any:
-        engine = _ACTIVE.get()
+        engine = current_engine()
         if engine is None:
             return original(*args, **kwargs)
         return getattr(engine, name)(*args, **kwargs)
@@ -122,15 +151,69 @@ def _dispatcher(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     return dispatch
 
 
-def _release(module: Any, module_name: str, names: list[str]) -> None:
+Target = tuple[Any, str, Callable[[Any], Any]]
+r"""``(owner, name, make)``: rebind ``owner.name`` (a module's or a class's
+attribute) to ``make(current value)``."""
+
+
+def acquire(targets: list[Target]) -> None:
+    r"""
+    Rebinds each target (the first user installs ``make(original)``; later
+    users share it). All or nothing: on an error the ones done are released.
+
+    Args:
+
+        targets (list[tuple[Any, str, Callable]]): ``(owner, name, make)``.
+    """
+    done: list[Target] = []
+    try:
+        with _LOCK:
+            for target in targets:
+                owner, name, make = target
+                entry = _INSTALLED.get((owner, name))
+                if entry is None:
+                    own = vars(owner).get(name, _MISSING)
+                    replacement = make(getattr(owner, name))
+                    setattr(owner, name, replacement)
+                    entry = [own, replacement, 0]
+                    _INSTALLED[(owner, name)] = entry
+                entry[2] += 1
+                done.append(target)
+    except BaseException:
+        release(done)
+        raise
+
+
+def release(targets: list[Target]) -> None:
+    r"""
+    Undoes :func:`acquire` for each target; the last user puts the owner's
+    own attribute back (removes it where the owner had none and inherited
+    it), unless someone else rebound the name in the meantime.
+
+    Args:
+
+        targets (list[tuple[Any, str, Callable]]): As given to :func:`acquire`.
+    """
     with _LOCK:
-        for name in names:
-            entry = _INSTALLED[(module_name, name)]
+        for owner, name, _ in targets:
+            entry = _INSTALLED[(owner, name)]
             entry[2] -= 1
-            if entry[2] == 0:
-                del _INSTALLED[(module_name, name)]
-                if getattr(module, name) is entry[1]:
-                    setattr(module, name, entry[0])
+            if entry[2] > 0:
+                continue
+            del _INSTALLED[(owner, name)]
+            if vars(owner).get(name, _MISSING) is not entry[1]:
+                continue  # rebound by someone else since: theirs now
+            if entry[0] is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, entry[0])
+
+
+def helper_targets(module_name: str, names: tuple[str, ...]) -> list[Target]:
+    r"""Targets that answer the module-level ``names`` of Captum's module
+    ``module_name`` with the current engine's same-named methods."""
+    module = importlib.import_module(module_name)
+    return [(module, name, functools.partial(_dispatcher, name)) for name in names]
 
 
 @contextmanager
@@ -141,8 +224,9 @@ def rerouted(
     Within this context, and only for calls made from it, the functions
     ``names`` of Captum's module ``module_name`` are answered by the
     same-named methods of ``engine``. Calls from other threads or contexts
-    reach Captum's functions; Captum's functions are back in place when the
-    last such context exits, also after an exception.
+    reach Captum's functions (or an active :func:`~captum_lr.patch_captum`
+    switch); Captum's functions are back in place when the last user exits,
+    also after an exception.
 
     Args:
 
@@ -157,30 +241,14 @@ def rerouted(
         ...               ("compute_layer_gradients_and_eval",)):
         ...     attr = LayerGradCam(net, net.conv2).attribute(x, target=3)
     """
-    module = importlib.import_module(module_name)
-    done: list[str] = []
-    try:
-        with _LOCK:
-            for name in names:
-                key = (module_name, name)
-                entry = _INSTALLED.get(key)
-                if entry is None:
-                    original = getattr(module, name)
-                    dispatch = _dispatcher(name, original)
-                    entry = [original, dispatch, 0]
-                    setattr(module, name, dispatch)
-                    _INSTALLED[key] = entry
-                entry[2] += 1
-                done.append(name)
-    except BaseException:
-        _release(module, module_name, done)
-        raise
+    targets = helper_targets(module_name, names)
+    acquire(targets)
     token = _ACTIVE.set(engine)
     try:
         yield
     finally:
         _ACTIVE.reset(token)
-        _release(module, module_name, done)
+        release(targets)
 
 
 # ---------------------------------------------------------------- the mixin

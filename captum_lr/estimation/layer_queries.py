@@ -504,6 +504,14 @@ class LayerGradients:
         # runs per forward pass of each (layer, input side) seen in this call
         self._calls: dict[tuple[int, bool], int] = {}
 
+    def _counted(self, forward_fn: Callable[..., Any]) -> Callable[..., Any]:
+        """The forward function, counting its rows with the estimator's
+        queries (the LR classes pass one that counts already)."""
+        counter = getattr(self.estimator, "_count", None)
+        if counter is None or isinstance(forward_fn, CountingForward):
+            return forward_fn
+        return CountingForward(forward_fn, counter)
+
     def compute_layer_gradients_and_eval(
         self,
         forward_fn: Callable[..., Any],
@@ -550,7 +558,12 @@ class LayerGradients:
         args = _format_additional_forward_args(additional_forward_args)
         layers = _layers(layer)
         evaluated = layer_eval(
-            forward_fn, inputs, layers, args, device_ids, attribute_to_layer_input
+            self._counted(forward_fn),
+            inputs,
+            layers,
+            args,
+            device_ids,
+            attribute_to_layer_input,
         )
         _check_activations(
             evaluated, layers, inputs[0].shape[0], attribute_to_layer_input
@@ -683,7 +696,7 @@ class LayerGradients:
         inputs = _format_tensor_into_tuples(inputs)
         args = _format_additional_forward_args(additional_forward_args)
         evaluated = layer_eval(
-            forward_fn,
+            self._counted(forward_fn),
             inputs,
             _layers(layer),
             args,

@@ -86,7 +86,9 @@ class LREstimator:
 
         n_samples (int, optional): Noise samples per input row. Each sample costs
                     two forward rows with ``antithetic=True``, one otherwise
-                    (plus one row per input row for ``f(x)``). With
+                    (plus one row per input row for ``f(x)``, and with
+                    ``sigma="auto"`` one more for each of the 4 first samples,
+                    sent as +/- pairs to choose the noise scale). With
                     ``design="auto"`` and at most ``n_samples`` coordinates per
                     row, exactly ``d`` samples are used.
                     Default: 128
@@ -96,8 +98,15 @@ class LREstimator:
                     the root mean square of each input tensor in each example
                     (of 1 if that is 0; under :meth:`noise_streams` with a
                     reference, of the example the row belongs to, e.g. the
-                    input of an IntegratedGradients path). Smaller sigma estimates the
-                    gradient more locally (less smoothing bias) but is more
+                    input of an IntegratedGradients path). For one-sided
+                    random designs each row then measures, from its first 4
+                    samples sent as +/- pairs, the model's curvature and the
+                    output's rounding at that scale, and its later samples use
+                    a smaller scale where the model is curved, a larger one
+                    where the output barely moves (``last_sigma_scale``;
+                    :mod:`captum_lr.estimation.noise_scale`). Smaller sigma
+                    estimates the gradient more locally (less smoothing bias)
+                    but is more
                     sensitive to noise, rounding and quantisation of the inputs
                     and outputs: for quantised models, hard labels or rounded
                     API outputs use a much larger sigma (e.g. 0.05 to 0.5 times
@@ -192,6 +201,10 @@ class LREstimator:
                     the row sampled all directions in proportion (unbiased for
                     the gradient), below 1 where it spent its samples on the
                     channel-shared ones (see :meth:`project`); None otherwise.
+        last_sigma_scale (Tensor): With ``sigma="auto"`` and a one-sided
+                    random design, per row of the last call, the factor the
+                    probe pairs applied to the noise scale of the later samples
+                    (1: unchanged); None otherwise.
         last_expected_cosine (Tensor): Per row of the last call, the design's
                     expected cosine between the estimate and the gradient, for
                     a linear function: ``sqrt(n/d)`` for orthogonal

@@ -37,6 +37,7 @@ from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_lr.attr.checks import input_tensors, kind
 from captum_lr.estimation.estimator import LREstimator
 from captum_lr.estimation.queries import CountingForward
 from captum_lr.warn import silence_requires_grad_warning
@@ -107,49 +108,10 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"a NumPy array of shape {value.shape}"
-    return f"a {type(value).__module__}.{type(value).__qualname__}".replace(
-        "builtins.", ""
-    )
-
-
 def _check_inputs(inputs: Any) -> tuple[tuple[Tensor, ...], list[str]]:
     """The input tensors and their names in messages, or a TypeError/ValueError."""
-    if isinstance(inputs, Tensor):
-        xs: tuple[Any, ...] = (inputs,)
-        names = ["inputs"]
-    elif isinstance(inputs, tuple):
-        if not inputs:
-            raise ValueError("inputs is an empty tuple; pass at least one tensor.")
-        xs = inputs
-        names = [f"inputs[{i}]" for i in range(len(inputs))]
-    elif (
-        isinstance(inputs, list)
-        and inputs
-        and all(isinstance(t, Tensor) for t in inputs)
-    ):
-        raise TypeError(
-            "inputs is a list of tensors; Captum takes a tensor or a tuple of "
-            "tensors: pass tuple(inputs)."
-        )
-    elif isinstance(inputs, (list, np.ndarray)) or np.isscalar(inputs):
-        raise TypeError(
-            f"inputs is {_kind(inputs)}; pass a tensor with the examples along "
-            "the first dimension, e.g. torch.as_tensor(inputs, dtype=torch.float32)."
-        )
-    else:
-        raise TypeError(
-            f"inputs is {_kind(inputs)}; pass a tensor, or a tuple of tensors for "
-            "a forward function with several tensor arguments."
-        )
+    xs, names = input_tensors(inputs)
     for name, x in zip(names, xs):
-        if not isinstance(x, Tensor):
-            raise TypeError(
-                f"{name} is {_kind(x)}; every element of a tuple input must be a "
-                "tensor (torch.as_tensor(...))."
-            )
         _check_device(x, name)
         if not (x.dtype.is_floating_point):
             raise ValueError(
@@ -221,7 +183,7 @@ def _check_target(target: TargetType, batch: int) -> None:
 
 def _check_positive_int(value: Any, name: str, hint: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int, not {_kind(value)}; {hint}")
+        raise TypeError(f"{name} must be a positive int, not {kind(value)}; {hint}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}; {hint}")
 
@@ -237,7 +199,7 @@ def _check_path_baseline(b: Any, x: Tensor, name: str, x_name: str) -> Any:
     ``x`` or like one row of it. 0-dimensional tensors become numbers."""
     if isinstance(b, bool) or not (_is_number(b) or isinstance(b, Tensor)):
         raise TypeError(
-            f"{name} is {_kind(b)}; a baseline is a number (e.g. 0.0), or a "
+            f"{name} is {kind(b)}; a baseline is a number (e.g. 0.0), or a "
             f"tensor of shape {_shape(x)} (one per example) or "
             f"{_shape((1, *x.shape[1:]))} (one for all)."
         )
@@ -339,7 +301,7 @@ def _check_distribution(
             continue
         if not isinstance(b, Tensor):
             raise TypeError(
-                f"{bn} is {_kind(b)}; GradientShap draws baselines from a "
+                f"{bn} is {kind(b)}; GradientShap draws baselines from a "
                 f"distribution: pass a tensor of shape {shape} with k >= 1 rows "
                 f"(e.g. torch.zeros{_shape((1, *x.shape[1:]))} for one all-zero "
                 "baseline)."

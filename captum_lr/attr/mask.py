@@ -23,6 +23,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_lr.attr.baselines import broadcasts_to, expand_baselines
+from captum_lr.attr.checks import input_tensors
 from captum_lr.estimation.layout import InputLayout
 from captum_lr.estimation.mask_design import SignDesign
 from captum_lr.estimation.masking import mask_gradient
@@ -146,7 +147,7 @@ class LRMaskGradient(PerturbationAttribution):
                 "turns a Grid or GroupPrior into tensors."
             )
         is_tuple = isinstance(inputs, tuple)
-        xs = _check_inputs(inputs)
+        xs, _ = input_tensors(inputs)
         layout = InputLayout(_float_proxies(xs))
         masks = feature_mask.mask(layout)
         masks = (masks,) if isinstance(masks, Tensor) else tuple(masks)
@@ -241,7 +242,7 @@ class LRMaskGradient(PerturbationAttribution):
                 f"{n_samples - 1} or {n_samples + 1}."
             )
         is_tuple = isinstance(inputs, tuple)
-        xs = _check_inputs(inputs)
+        xs, _ = input_tensors(inputs)
         layout = InputLayout(_float_proxies(xs))
         dtypes = [t.dtype for t in xs]
         out_dtypes = [dt if dt.is_floating_point else layout.dtype for dt in dtypes]
@@ -287,33 +288,6 @@ class LRMaskGradient(PerturbationAttribution):
         stderr = layout.split(_gather(estimate.stderr, index), out_dtypes)
         self.last_stderr = stderr if is_tuple else stderr[0]
         return _format_output(is_tuple, values)
-
-
-def _check_inputs(inputs: Any) -> tuple[Tensor, ...]:
-    """The input tensors as a tuple, with errors that say what to change."""
-    if isinstance(inputs, Tensor):
-        return (inputs,)
-    if (
-        isinstance(inputs, list)
-        and inputs
-        and all(isinstance(t, Tensor) for t in inputs)
-    ):
-        raise TypeError(
-            "inputs is a list of tensors; pass a tuple of tensors (Captum's "
-            "convention for several inputs), e.g. tuple(inputs)."
-        )
-    if not isinstance(inputs, tuple):
-        raise TypeError(
-            f"inputs is a {type(inputs).__name__}, not a torch.Tensor or a tuple "
-            "of tensors; convert it with torch.as_tensor(inputs) first."
-        )
-    for i, t in enumerate(inputs):
-        if not isinstance(t, Tensor):
-            raise TypeError(
-                f"input {i} is a {type(t).__name__}, not a torch.Tensor; convert "
-                "it with torch.as_tensor first."
-            )
-    return inputs
 
 
 def _float_proxies(xs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:

@@ -198,7 +198,8 @@ class SamplingPlan:
             self.levels, self.probe_samples = 4, self.strata.probe_samples
         if design in ("orthogonal", "coordinate"):
             if design == "coordinate" and n_samples >= d:
-                self.order = torch.arange(d, device=space.device).unsqueeze(0)
+                sweep = torch.arange(d, device=space.device)
+                self.order = sweep.expand(unique.numel(), d)
             else:
                 self.order = noise.permutation(unique, d)[:, : min(n_samples, d)]
         if design == "orthogonal":
@@ -264,8 +265,6 @@ class SamplingPlan:
             level, u = self.strata.directions(samples, rows)
             return Draw(u, None, level)
         table = self.stream_index.index_select(0, rows)
-        if self.order.shape[0] == 1:
-            table = torch.zeros_like(table)
         picked = self.order[table, samples % self.order.shape[1]]
         if self.design == "coordinate":
             u = torch.zeros((m, d), device=device, dtype=dtype)

@@ -337,16 +337,14 @@ class LREstimator:
         """
         layout = InputLayout(_as_tuple(inputs))
         design, n, antithetic = self._resolve(layout)
-        per_row = n * 2 if antithetic else n + 1 + self._sigma_probes(design, n)
+        probes = self._sigma_probes(design, n, antithetic)
+        per_row = n * 2 if antithetic else n + 1 + probes
         return layout.batch_size * per_row
 
-    def _sigma_probes(self, design: str, n: int) -> int:
+    def _sigma_probes(self, design: str, n: int, antithetic: bool) -> int:
         """Samples per row sent as antithetic pairs to choose ``sigma="auto"``
         (:mod:`~captum_lr.estimation.noise_scale`): one-sided random designs."""
-        one_sided = not (
-            design == "coordinate" if self.antithetic is None else self.antithetic
-        )
-        if self.sigma != "auto" or not one_sided or design == "coordinate":
+        if self.sigma != "auto" or antithetic or design == "coordinate":
             return 0
         return min(probe_pairs(n), n)
 
@@ -505,7 +503,7 @@ class LREstimator:
         if prior is not None:  # the mean over each group
             sigmas = prior.reduce(sigmas) / prior.sizes.sqrt()
         design, n, antithetic = self._resolve(layout)
-        probes = 0 if antithetic else self._sigma_probes(design, n)
+        probes = self._sigma_probes(design, n, antithetic)
         return CallPlan(layout, prior, plan, sigmas, n, antithetic, probes)
 
     def __call__(

@@ -193,9 +193,11 @@ class ChannelStrata:
         total = share.sum(0).clamp_min(1e-30)
         return (aligned / (total * spent.sum(0).clamp_min(1e-30)).sqrt()).clamp(0, 1)
 
-    def _basis_index(self, samples: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Each pair's level (0/1: probes of stratum 0/1; 2/3: later samples)
-        and the index of its basis direction."""
+    def _basis_index(
+        self, samples: Tensor, rows: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        r"""Each pair's level (0/1: probes of stratum 0/1; 2/3: later samples),
+        the index of its basis direction and its row's stream table index."""
         q = self.q
         t = samples - 2 * q
         k0 = self.k0.index_select(0, rows)
@@ -207,21 +209,16 @@ class ChannelStrata:
             torch.where(stratum == 0, q + t, q + t - (k0 - q)),
         )
         table = self.stream_index.index_select(0, rows)
-        if self.coarse_order.shape[0] == 1:
-            table = torch.zeros_like(table)
         coarse = self.coarse_order[table, position.clamp(max=self.m - 1)]
         fine = self.fine_order[table, position.clamp(max=self.d - self.m - 1)]
         level = stratum + 2 * (~probing).long()
-        return level, torch.where(stratum == 0, coarse, fine)
+        return level, torch.where(stratum == 0, coarse, fine), table
 
     def directions(self, samples: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
         r"""Each pair's level and its ``(pairs, d)`` direction of norm
         ``sqrt(d)``."""
         m, c = self.m, self.channels
-        level, picked = self._basis_index(samples, rows)
-        table = self.stream_index.index_select(0, rows)
-        if self.signs.shape[0] == 1:
-            table = torch.zeros_like(table)
+        level, picked, table = self._basis_index(samples, rows)
         pixel_basis = dct_rows(picked % m, m, self.dtype) * self.signs[table]
         channel_level = torch.where(picked < m, 0, 1 + (picked - m) // m)
         channel_basis = dct_rows(channel_level, c, self.dtype)

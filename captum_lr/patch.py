@@ -62,12 +62,12 @@ from captum._utils.common import (
     _select_targets,
 )
 
-from captum_lr.attr.layer import (
+from captum_lr.attr.layer import _layers
+from captum_lr.attr.rerouting import (
     _LOCK,
     _SWITCHED,
+    Engine,
     Target,
-    _Engine,
-    _layers,
     acquire,
     current_engine,
     helper_targets,
@@ -332,7 +332,7 @@ class CaptumPatch:
 
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
-        self._engine = _Engine(estimator)
+        self._engine = Engine(estimator)
         self._active = False
 
     def _start(self) -> None:

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from captum_lr.attr.layer import _LOCK, _SWITCHED
+from captum_lr.attr.rerouting import _LOCK, _SWITCHED
 from captum_lr.patch import CaptumPatch, NeedsAutogradError, patch_captum
 
 _SESSION: _Session | None = None

@@ -227,20 +227,7 @@ class LRMaskGradient(PerturbationAttribution):
             ...     rows, target=1, feature_mask=groups, n_samples=256
             ... )
         """
-        for name, value, low in (
-            ("n_samples", n_samples, 2),
-            ("perturbations_per_eval", perturbations_per_eval, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, not {value!r}.")
-            if value < low:
-                raise ValueError(f"{name} must be at least {low}, got {value}.")
-        if n_samples % 2:
-            raise ValueError(
-                f"n_samples must be even, got {n_samples}: the masks come in "
-                "pairs (a mask and its complement); use "
-                f"{n_samples - 1} or {n_samples + 1}."
-            )
+        _check_budget(n_samples, perturbations_per_eval)
         is_tuple = isinstance(inputs, tuple)
         xs, _ = input_tensors(inputs)
         layout = InputLayout(_float_proxies(xs))
@@ -288,6 +275,24 @@ class LRMaskGradient(PerturbationAttribution):
         stderr = layout.split(_gather(estimate.stderr, index), out_dtypes)
         self.last_stderr = stderr if is_tuple else stderr[0]
         return _format_output(is_tuple, values)
+
+
+def _check_budget(n_samples: Any, perturbations_per_eval: Any) -> None:
+    """``n_samples``: an even int >= 2; ``perturbations_per_eval``: an int >= 1."""
+    for name, value, low in (
+        ("n_samples", n_samples, 2),
+        ("perturbations_per_eval", perturbations_per_eval, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, not {value!r}.")
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}, got {value}.")
+    if n_samples % 2:
+        raise ValueError(
+            f"n_samples must be even, got {n_samples}: the masks come in "
+            "pairs (a mask and its complement); use "
+            f"{n_samples - 1} or {n_samples + 1}."
+        )
 
 
 def _float_proxies(xs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:

@@ -28,6 +28,7 @@ from captum_lr.estimation.estimator import LREstimator
 from captum_lr.estimation.masking import ConstantMaskOutputWarning
 from captum_lr.estimation.presets import PRESETS, make_estimator
 from captum_lr.estimation.priors import Grid, GroupPrior, SharedChannels
+from captum_lr.estimation.surrogate import Surrogate
 from captum_lr.estimation.uncertainty import attribute_with_stderr, samples_for_cosine
 from captum_lr.patch import CaptumPatch, NeedsAutogradError, patch_captum
 from captum_lr.remote.blackbox import (
@@ -54,6 +55,7 @@ __all__ = [
     "Grid",
     "GroupPrior",
     "SharedChannels",
+    "Surrogate",
     "LREstimator",
     "LowAccuracyWarning",
     "LRGradientShap",

@@ -37,6 +37,12 @@ from captum_lr.estimation.rows import StreamLayout, assign_streams, rms_sigmas
 from captum_lr.estimation.streams import CounterNoise, call_key
 from captum_lr.estimation.sums import RunningSums
 from captum_lr.estimation.supports import Blocks, BlockSpec, FeatureGroups, Support
+from captum_lr.estimation.surrogate import (
+    Surrogate,
+    SurrogatePlan,
+    resolve_surrogate_design,
+    surrogate_project,
+)
 
 AUTO_SIGMA = {"coordinate": 1e-2, "random": 1e-4}
 r"""``sigma="auto"``: the fraction of each input tensor's RMS, for coordinate
@@ -141,13 +147,18 @@ class LREstimator:
                     row, which is what counts far from ``n_samples >= d``).
                     None: antithetic for coordinate sweeps, one-sided otherwise.
                     Default: None
-        prior (GroupPrior, optional): Share each sample's noise within groups
+        prior (GroupPrior or Surrogate, optional): Share each sample's noise
+                    within groups
                     (:class:`~captum_lr.estimation.priors.SharedChannels`,
                     :class:`~captum_lr.estimation.priors.Grid`, a feature mask):
                     the estimate is then the projection of the gradient onto
                     group-constant
-                    inputs (see :meth:`project`). Exclusive with ``block`` and
-                    ``feature_mask``.
+                    inputs (see :meth:`project`). Or a
+                    :class:`~captum_lr.Surrogate`: a differentiable stand-in
+                    whose gradient at each row takes one of its samples, the
+                    others going orthogonal to it
+                    (:mod:`~captum_lr.estimation.surrogate`). Exclusive with
+                    ``block`` and ``feature_mask``.
                     Default: None
         track_stderr (bool, optional): Also compute each coordinate's standard
                     error from the spread of the samples (``last_stderr``);
@@ -217,6 +228,10 @@ class LREstimator:
                     Below 0.5 the estimator warns once
                     (:class:`LowAccuracyWarning`) with the ``n_samples`` that
                     reaches 0.9.
+        last_prior_cosine (Tensor): With a :class:`~captum_lr.Surrogate`, per
+                    row of the last call, the estimated cosine between the
+                    surrogate's gradient and the model's (None otherwise, or
+                    with ``n_samples=1``).
 
     Examples::
 
@@ -236,7 +251,7 @@ class LREstimator:
         feature_mask: Tensor | tuple[Tensor, ...] | None = None,
         design: str = "auto",
         antithetic: bool | None = None,
-        prior: GroupPrior | None = None,
+        prior: GroupPrior | Surrogate | None = None,
         seed: int | None = None,
         shared_noise: bool = True,
         max_batch_size: int = 64,
@@ -266,6 +281,8 @@ class LREstimator:
         self.last_contrast_scale: Tensor | None = None
         self.last_expected_cosine: Tensor | None = None
         self.last_sigma_scale: Tensor | None = None
+        self.last_prior_cosine: Tensor | None = None
+        self._last_surrogate: tuple[SurrogatePlan, Tensor] | None = None
         self._stream_layout: StreamLayout | None = None
         self._warned_accuracy = False
 
@@ -285,6 +302,10 @@ class LREstimator:
     def _resolve(self, layout: InputLayout) -> tuple[str, int, bool]:
         """The concrete design, samples per row and whether they are
         antithetic, for this layout."""
+        if isinstance(self.prior, Surrogate):
+            return resolve_surrogate_design(
+                self.design, layout.dim, self.n_samples, self.antithetic
+            )
         if self.prior is not None:
             k, channels = self._bind_prior(layout).space.dim, None
         else:
@@ -312,7 +333,7 @@ class LREstimator:
         """
         layout = InputLayout(_as_tuple(inputs))
         design, n, antithetic = self._resolve(layout)
-        if self.prior is not None:
+        if isinstance(self.prior, GroupPrior):
             dim = self._bind_prior(layout).space.dim
         else:
             dim = layout.dim
@@ -372,6 +393,9 @@ class LREstimator:
         grads = _as_tuple(gradients)
         layout = InputLayout(_as_tuple(inputs))
         dtypes = [g.dtype for g in grads]
+        if isinstance(self.prior, Surrogate):
+            plan, sigmas = self._last_surrogate or (None, None)
+            return layout.split(surrogate_project(plan, layout, grads, sigmas), dtypes)
         if self.prior is not None:
             bound = self._bind_prior(layout)
         else:
@@ -395,7 +419,7 @@ class LREstimator:
         return layout.split(bound.project(layout.flatten(grads)), dtypes)
 
     def _bind_prior(self, layout: InputLayout) -> BoundPrior:
-        assert self.prior is not None
+        assert isinstance(self.prior, GroupPrior)
         return self.prior.bind(layout)
 
     def _count(self, rows: int) -> None:
@@ -479,10 +503,17 @@ class LREstimator:
         fraction = AUTO_SIGMA["coordinate" if design == "coordinate" else "random"]
         return rms_sigmas(inputs, reference, layout, fraction, examples)
 
-    def _plan_call(self, inputs: tuple[Tensor, ...], layout: InputLayout) -> CallPlan:
+    def _plan_call(
+        self,
+        inputs: tuple[Tensor, ...],
+        layout: InputLayout,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+    ) -> CallPlan:
         """Resolves everything a call needs before its first query."""
         device = layout.device
-        prior = self._bind_prior(layout) if self.prior is not None else None
+        grouped = isinstance(self.prior, GroupPrior)
+        prior = self._bind_prior(layout) if grouped else None
         streams, examples = assign_streams(
             self._stream_layout, layout.batch_size, self.shared_noise, device
         )
@@ -490,6 +521,10 @@ class LREstimator:
             key = int(torch.randint(0, 2**32, (1,)).item())
         else:
             key = call_key(self.seed, layout.shapes)
+        if isinstance(self.prior, Surrogate):
+            return self._plan_surrogate(
+                inputs, layout, target, additional_forward_args, key, streams, examples
+            )
         plan = SamplingPlan(
             self.design,
             self._support(layout),
@@ -505,6 +540,35 @@ class LREstimator:
         design, n, antithetic = self._resolve(layout)
         probes = self._sigma_probes(design, n, antithetic)
         return CallPlan(layout, prior, plan, sigmas, n, antithetic, probes)
+
+    def _plan_surrogate(
+        self,
+        inputs: tuple[Tensor, ...],
+        layout: InputLayout,
+        target: TargetType,
+        additional_forward_args: Any,
+        key: int,
+        streams: Tensor,
+        examples: Tensor,
+    ) -> CallPlan:
+        """The plan of a call with a :class:`Surrogate` prior (its gradient is
+        computed here, before any query to the model)."""
+        assert isinstance(self.prior, Surrogate)
+        design, n, antithetic = self._resolve(layout)
+        sigmas = self._sigmas(inputs, layout, design, examples)
+        grads = self.prior.gradients(
+            inputs, layout, target, additional_forward_args, self.max_batch_size
+        )
+        plan = SurrogatePlan(
+            layout.space,
+            grads * sigmas,
+            n,
+            CounterNoise(key, layout.device),
+            streams,
+            self.prior.unbiased,
+        )
+        probes = self._sigma_probes(design, n, antithetic)
+        return CallPlan(layout, None, plan, sigmas, n, antithetic, probes)
 
     def __call__(
         self,
@@ -551,7 +615,7 @@ class LREstimator:
         )
         if layout.batch_size == 0:
             return tuple(torch.zeros_like(t) for t in inputs)
-        call = self._plan_call(inputs, layout)
+        call = self._plan_call(inputs, layout, target_ind, additional_forward_args)
         sums = run_queries(
             call,
             runner,
@@ -577,6 +641,9 @@ class LREstimator:
             plan.strata.contrast_scale() if plan.strata is not None else None
         )
         self.last_expected_cosine = plan.expected_cosine()
+        surrogate = isinstance(plan, SurrogatePlan)
+        self.last_prior_cosine = plan.prior_cosine if surrogate else None
+        self._last_surrogate = (plan, call.sigmas) if surrogate else None
         if not self._warned_accuracy:
             self._warned_accuracy = warn_low_accuracy(plan, self.last_expected_cosine)
         if prior is not None:
@@ -625,11 +692,14 @@ def _check_options(
     if block is not None:
         _check_block(block)
     if prior is not None:
-        if not isinstance(prior, GroupPrior):
+        if not isinstance(prior, (GroupPrior, Surrogate)):
             raise TypeError(
                 "prior must be a captum_lr.estimation.priors.GroupPrior (Grid, "
-                f"SharedChannels, GroupPrior(mask)), not {prior!r}."
+                "SharedChannels, GroupPrior(mask)) or a captum_lr.Surrogate, "
+                f"not {prior!r}."
             )
+        if isinstance(prior, Surrogate):
+            resolve_surrogate_design(design, 1, 1, antithetic)
         if block is not None or feature_mask is not None:
             raise ValueError(
                 "a prior shares noise over whole groups; it cannot be combined "

@@ -76,6 +76,9 @@ class RunningSums:
             coordinate) and the weight of the samples behind each coordinate.
         """
         plan, n = self.plan, self.plan.n_samples
+        own = getattr(plan, "combine", None)  # a surrogate prior's plan
+        if own is not None:
+            return own(self.numerator, self.squares)
         if plan.strata is not None:
             grads, var = plan.strata.combine(self.numerator, self.squares)
             return grads, var, torch.full_like(grads, n)

@@ -336,3 +336,40 @@ def test_no_grad_surrogate_and_bad_options():
     est = LREstimator(prior=Surrogate(lambda x: x))
     with pytest.raises(ValueError, match="call the estimator"):
         est.project(torch.ones(2, 3), torch.ones(2, 3))
+
+
+def photo_like(gen, c=3, h=8, w=8):
+    """A gradient correlated across channels, as on photos."""
+    shared = torch.randn(1, h, w, generator=gen, dtype=DT).expand(c, h, w)
+    return shared + 0.3 * torch.randn(c, h, w, generator=gen, dtype=DT)
+
+
+@pytest.mark.filterwarnings("ignore::captum_lr.LowAccuracyWarning")
+@settings(max_examples=10)
+@given(cosine=st.floats(0, 1), n=st.integers(8, 150), seed=st.integers(0, 100))
+def test_images_never_worse_than_the_default_with_one_query_less(cosine, n, seed):
+    # (C, H, W) rows: the complement is sampled with the channel strata
+    gen = torch.Generator().manual_seed(seed)
+    w = photo_like(gen)
+    s = aligned(w.flatten(), cosine, gen).view_as(w)
+    x = torch.zeros(100, *w.shape, dtype=DT)
+
+    def f(z):
+        return (z * w).flatten(1).sum(1)
+
+    est = LREstimator(
+        n_samples=n,
+        prior=Surrogate(lambda z: (z * s).flatten(1).sum(1)),
+        sigma=1.0,
+        seed=seed,
+        shared_noise=False,
+    )
+    (g,) = est(f, x)
+    (h,) = LREstimator(n_samples=n - 1, sigma=1.0, seed=seed, shared_noise=False)(f, x)
+    cos_g, se_g = mean_and_se(cosines(g.flatten(1), w.flatten()))
+    cos_h, se_h = mean_and_se(cosines(h.flatten(1), w.flatten()))
+    assert cos_g >= cos_h - Z * math.hypot(se_g, se_h)
+    assert cos_g >= cosine - 1e-9  # the prior alone, measured exactly
+    assert est.queries == est.queries_for(x)
+    with pytest.raises(ValueError, match="data-driven"):
+        est.project(x, w.expand_as(x))

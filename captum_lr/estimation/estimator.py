@@ -40,6 +40,7 @@ from captum_lr.estimation.supports import Blocks, BlockSpec, FeatureGroups, Supp
 from captum_lr.estimation.surrogate import (
     Surrogate,
     SurrogatePlan,
+    make_surrogate_plan,
     resolve_surrogate_design,
     surrogate_project,
 )
@@ -559,8 +560,8 @@ class LREstimator:
         grads = self.prior.gradients(
             inputs, layout, target, additional_forward_args, self.max_batch_size
         )
-        plan = SurrogatePlan(
-            layout.space,
+        plan = make_surrogate_plan(
+            layout,
             grads * sigmas,
             n,
             CounterNoise(key, layout.device),

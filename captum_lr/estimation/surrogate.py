@@ -41,6 +41,12 @@ independent estimates are averaged (``K`` estimates of the same gradient: the
 projection's average stays near ``a p + rho G_perp``, whose cosine is about
 ``c`` for ``rho`` small, while the unbiased average converges to ``G``).
 
+On ``(C, H, W)`` images below ``n = d`` the complement is sampled with the
+channel strata instead, the prior-free default for images
+(:class:`ChannelSurrogatePlan`): ``a p + lambda (I - p p') T`` with the
+strata's estimate ``T`` and the data-driven ``lambda = B / C``, which for the
+flat design above is exactly ``rho``.
+
 The alignment is estimated from the same queries, ``c^2 ~ a^2 / (a^2 +
 sum_i y_i^2 / rho)`` (``LREstimator.last_prior_cosine``), and gives the
 expected cosine the estimator reports.
@@ -57,10 +63,10 @@ from captum._utils.common import _select_targets
 from captum._utils.typing import TargetType
 from torch import Tensor
 
-from captum_lr.estimation.designs import Draw
+from captum_lr.estimation.designs import Draw, image_channels
 from captum_lr.estimation.layout import InputLayout, Space
 from captum_lr.estimation.queries import _normalise_target, _rows_of
-from captum_lr.estimation.strata import dct_rows
+from captum_lr.estimation.strata import ChannelStrata, dct_rows
 from captum_lr.estimation.streams import CounterNoise
 
 SURROGATE_DESIGNS = ("auto", "orthogonal", "surrogate")
@@ -424,3 +430,132 @@ def surrogate_project(
         )
     flat = layout.flatten(grads)
     return plan.project(flat * sigmas) / sigmas
+
+
+class ChannelSurrogatePlan(SurrogatePlan):
+    r"""
+    A surrogate prior on ``(C, H, W)`` images below ``n = d``: after the
+    prior's query, the channel strata
+    (:class:`~captum_lr.estimation.strata.ChannelStrata`, the prior-free
+    default for images) estimate ``T`` (their target: the gradient, or its
+    channel-shared part on rows that concentrate), and the estimate is ``a p +
+    lambda (I - p p') T``, the measured component along the prior plus the
+    strata's estimate of the rest, weighted by ``lambda = B / C``: ``C = |(I - p
+    p') T|^2`` and ``B = sum_l W_l sum_{i in l} delta_i y_i``, its inner
+    product with the gradient's part orthogonal to the prior, which the
+    queries give exactly for a linear function (``y_i = delta_i - a p.u_i``;
+    ``W_l`` the strata's weights). That ``lambda`` gives the best cosine for
+    every draw (for the flat design it is the projection); ``unbiased=True``
+    takes ``lambda = 1``, unbiased for the strata's target. Standard errors
+    are the strata's times ``lambda``.
+    """
+
+    levels = 5
+
+    def __init__(
+        self,
+        layout: InputLayout,
+        channels: int,
+        scaled_prior: Tensor,
+        n_samples: int,
+        noise: CounterNoise,
+        streams: Tensor,
+        unbiased: bool,
+    ) -> None:
+        space = layout.space
+        self.space, self.dim, self.n_samples = space, space.dim, n_samples
+        self.unbiased, self.m = unbiased, n_samples - 1
+        unique, self.stream_index = torch.unique(streams, return_inverse=True)
+        self.channels = ChannelStrata(
+            layout, space, self.m, channels, noise, unique, self.stream_index
+        )
+        self.probe_samples = 1 + self.channels.probe_samples if self.channels.q else 0
+        e = torch.full_like(scaled_prior, 1.0 / math.sqrt(space.dim))
+        self.direction, _ = _reflection(scaled_prior, e)
+        self.prior_cosine = None
+        self._figure: Tensor | None = None
+
+    def draw(self, samples: Tensor, rows: Tensor) -> Draw:
+        r"""Sample 0: the prior; then the strata's directions."""
+        d = self.dim
+        p = self.direction.index_select(0, rows)
+        level, u = self.channels.directions((samples - 1).clamp_min(0), rows)
+        first = samples == 0
+        u = torch.where(first.unsqueeze(1), p * math.sqrt(d), u)
+        return Draw(u, None, torch.where(first, 0, level + 1))
+
+    def adapt(self, energy: Tensor) -> None:
+        r"""Hands the strata's probes their energies."""
+        self.channels.adapt(energy[1:3])
+
+    def combine(
+        self, numerator: Tensor, squares: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        r"""The estimate (times sigma), its variance and the samples per
+        coordinate."""
+        d, rows = self.dim, numerator.shape[0] // 5
+        sums, p = numerator.view(5, rows, d), self.direction
+        a = (sums[0] / d * p).sum(1)
+        rest = None if squares is None else squares[rows:]
+        target, var = self.channels.combine(sums[1:].reshape(4 * rows, d), rest)
+        perp = target - (target * p).sum(1, keepdim=True) * p
+        probe_w, later_w = self.channels._weights()
+        weights = torch.cat([probe_w, later_w])  # (4, rows)
+        # sum_i delta_i y_i per level: |N_l|^2 / d - a N_l . p
+        products = sums[1:].square().sum(2) / d - a * (sums[1:] * p).sum(2)
+        inner = (weights * products).sum(0)  # B
+        size = perp.square().sum(1)  # C
+        lam = torch.ones_like(a)
+        if not self.unbiased:
+            lam = torch.where(size > 0, inner / size.clamp_min(1e-300), 0.0)
+        grads = a.unsqueeze(1) * p + lam.unsqueeze(1) * perp
+        self._report(a, inner, size, lam)
+        if var is not None:
+            var = var * lam.square().unsqueeze(1)
+        return grads, var, torch.full_like(grads, self.n_samples)
+
+    def _report(self, a: Tensor, inner: Tensor, size: Tensor, lam: Tensor) -> None:
+        """The estimated alignment and the cosine of the estimate, from ``a``,
+        ``B`` (about ``|G_perp|^2``) and ``C``."""
+        total = a.square() + inner.clamp_min(0)
+        self.prior_cosine = (a.abs() / total.clamp_min(1e-300).sqrt()).where(
+            total > 0, torch.ones_like(a)
+        )
+        fitted = a.square() + lam.square() * size
+        figure = (a.square() + lam * inner) / (total * fitted).clamp_min(1e-300).sqrt()
+        self._figure = figure.clamp(0, 1)
+
+    def expected_cosine(self) -> Tensor | None:
+        r"""Per row, the cosine of the estimate with a linear function's
+        gradient from the measured ``a``, ``B`` and ``C`` (``B`` stands for
+        ``|G_perp|^2``; the strata's target on concentrating rows)."""
+        return self._figure
+
+    def project(self, scaled: Tensor) -> Tensor:
+        r"""Not a fixed linear map of the gradient (the weight is data-driven)."""
+        raise ValueError(
+            "what a Surrogate with the channel-strata complement (images, "
+            "n_samples < d) estimates depends on its data-driven weight and on "
+            "each row's strata; compare with the gradient itself."
+        )
+
+
+def make_surrogate_plan(
+    layout: InputLayout,
+    scaled_prior: Tensor,
+    n_samples: int,
+    noise: CounterNoise,
+    streams: Tensor,
+    unbiased: bool,
+) -> SurrogatePlan:
+    r"""The plan of a call with a surrogate prior: the channel strata for the
+    complement of ``(C, H, W)`` images below ``n = d`` (as the prior-free
+    default), the reflected orthonormal basis otherwise (exact at ``n = d``)."""
+    channels = image_channels(layout)
+    if channels is not None and n_samples < layout.dim:
+        return ChannelSurrogatePlan(
+            layout, channels, scaled_prior, n_samples, noise, streams, unbiased
+        )
+    return SurrogatePlan(
+        layout.space, scaled_prior, n_samples, noise, streams, unbiased
+    )

@@ -10,7 +10,7 @@ pyarrow); ``import captum_lr`` does not import it.
 from captum_lr.scale.forward import RayForward
 from captum_lr.scale.job import DatasetJobError, DatasetSummary, attribute_dataset
 from captum_lr.scale.store import load_attributions
-from captum_lr.scale.worker import example_seed
+from captum_lr.scale.worker import example_seed, seed_example
 
 __all__ = [
     "DatasetJobError",
@@ -19,4 +19,5 @@ __all__ = [
     "attribute_dataset",
     "example_seed",
     "load_attributions",
+    "seed_example",
 ]

@@ -3,6 +3,7 @@ Ray actors, results streamed to Parquet, resumable."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
@@ -138,12 +139,14 @@ def _pipeline(rows: JobRows, todo: set[Any], config: WorkerConfig, opts: dict) -
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    return rows.only(todo).map_batches(
+    return rows.only(todo, opts["batch_size"]).map_batches(
         ExplainWorker,
         fn_constructor_args=(config,),
         batch_size=opts["batch_size"],
         batch_format="numpy",
-        compute=ActorPoolStrategy(size=opts["num_workers"]),
+        compute=ActorPoolStrategy(
+            size=opts["num_workers"], max_tasks_in_flight_per_actor=1
+        ),
         num_gpus=opts["num_gpus_per_worker"] or None,
         num_cpus=opts["num_cpus_per_worker"],
     )
@@ -207,8 +210,8 @@ def attribute_dataset(
     ``make_explainer()`` once (building its model on its own
     device), then explains the examples of each batch it receives one at a
     time, as ``explainer.attribute(x.unsqueeze(0), target=t,
-    **attribute_kwargs)``, with torch seeded by
-    :func:`~captum_lr.scale.example_seed` ``(seed, id)``: a seeded estimator's
+    **attribute_kwargs)``, after
+    :func:`~captum_lr.scale.seed_example` ``(seed, id)``: a seeded estimator's
     noise depends on (seed, row shapes, stream, sample) only, so each
     example's map equals the one a plain loop over the examples gives, on any
     number of workers. A worker writes a batch's examples as one part file
@@ -229,10 +232,11 @@ def attribute_dataset(
     spent and remaining rows and the refused ids (the rest is written).
 
     Faults: a worker process that dies is restarted by Ray and its batch
-    retried (Ray Data's actor pool restarts actors without limit); an exception in the model stops the job with
-    a :class:`DatasetJobError` naming the example that raised and every id not
-    written. Part files are written whole (renamed into place), so nothing
-    written is lost, and a re-run computes only the missing ids.
+    retried (Ray Data's actor pool restarts actors without limit); an
+    exception in the model stops the job with a :class:`DatasetJobError`
+    naming the example that raised and every id not written. Part files are
+    written whole (renamed into place), so nothing written is lost, and a
+    re-run computes only the missing ids.
 
     Args:
 
@@ -272,7 +276,8 @@ def attribute_dataset(
                     Default: None
         show_progress (bool, optional): A tqdm bar over the examples.
                     Default: True
-        seed (int, optional): Seeds torch per example (None: not seeded).
+        seed (int, optional): Seeds torch, NumPy and ``random`` per example
+                    (:func:`~captum_lr.scale.seed_example`; None: not seeded).
                     Default: 0
         stderr_replicates (int, optional): Use
                     :func:`~captum_lr.attribute_with_stderr` with this many
@@ -369,21 +374,28 @@ def _execute(
     coordinator = ray.remote(Coordinator).options(num_cpus=0).remote(max_queries)
     config.coordinator = coordinator
     stream = _pipeline(rows, set(todo), config, pool)
+    cause = None
     try:
         done, spent, refused, message = _run(stream, len(todo), show_progress)
     except Exception as exc:
+        cause = _cause(exc)
+    finally:
+        ray.kill(coordinator)
+        # a failed execution is held by its traceback's frames: let it go now,
+        # so that its actors give their CPUs and GPUs back
+        del stream
+        gc.collect()
+    if cause is not None:
         written = written_ids(config.output)
         lost = [i for i in todo if i not in written]
         raise DatasetJobError(
-            f"the dataset job stopped: {_cause(exc)}. {len(lost)} of the "
+            f"the dataset job stopped: {cause}. {len(lost)} of the "
             f"{len(todo)} examples of this run were not written: ids "
             f"{_shown(lost)}. The {len(todo) - len(lost)} written are kept in "
             f"{config.output}; re-run with resume=True to compute only the "
             "missing ones.",
             lost,
-        ) from exc
-    finally:
-        ray.kill(coordinator)
+        )
     summary.examples_done, summary.rows = done, spent
     if refused:
         by_str = {str(i): i for i in todo}

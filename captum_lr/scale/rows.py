@@ -23,16 +23,21 @@ class JobRows:
     shape: tuple[int, ...]
     items: list[dict[str, Any]] | None = None  # rows built on the driver
 
-    def only(self, todo: set[Any]) -> Any:
-        r"""The Ray Dataset restricted to the ids in ``todo``."""
+    def only(self, todo: set[Any], batch_size: int) -> Any:
+        r"""The Ray Dataset restricted to the ids in ``todo``, in blocks of
+        ``batch_size`` rows (a block goes to one worker: one block per batch
+        spreads the examples over the pool)."""
         import ray.data
 
         if self.items is not None:
-            return ray.data.from_items([r for r in self.items if r["id"] in todo])
+            items = [r for r in self.items if r["id"] in todo]
+            blocks = -(-len(items) // batch_size)
+            return ray.data.from_items(items, override_num_blocks=blocks)
         keep = sorted(todo, key=str)
-        return self.dataset.map_batches(
+        kept = self.dataset.map_batches(
             _keep_ids, fn_args=(keep,), batch_format="numpy", zero_copy_batch=True
         )
+        return kept.repartition(target_num_rows_per_block=batch_size)
 
 
 def _keep_ids(batch: dict[str, np.ndarray], keep: list[Any]) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -30,10 +31,9 @@ ERROR_MARK = "[captum_lr.scale example failed]"
 
 def example_seed(seed: int, example_id: Any) -> int:
     r"""
-    The torch seed set before explaining one example: a function of the job's
-    ``seed`` and the example's id only, so the result does not depend on the
-    worker, the batch or the order (Captum's own draws, e.g. GradientShap's
-    baselines and NoiseTunnel's noise, come from torch's global generator).
+    The seed of one example: a function of the job's ``seed`` and the
+    example's id only, so the result does not depend on the worker, the batch
+    or the order.
 
     Args:
 
@@ -41,15 +41,34 @@ def example_seed(seed: int, example_id: Any) -> int:
         example_id (int or str): The example's id.
 
     Returns:
-        *int*: a seed for ``torch.manual_seed``.
+        *int*: a seed in ``[0, 2**63)``.
+    """
+    if isinstance(example_id, np.generic):
+        example_id = example_id.item()
+    digest = hashlib.sha256(f"{seed}\x1f{example_id!r}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63)
+
+
+def seed_example(seed: int, example_id: Any) -> None:
+    r"""
+    Seeds torch's, NumPy's and Python's global generators for one example,
+    as a dataset job's worker does before explaining it (Captum's own draws,
+    e.g. GradientShap's baselines and NoiseTunnel's noise, come from them).
+
+    Args:
+
+        seed (int): The job's seed.
+        example_id (int or str): The example's id.
 
     Examples::
 
-        >>> torch.manual_seed(example_seed(0, 17))
+        >>> seed_example(0, 17)  # the per-example reference of a job's map
         >>> reference = explainer.attribute(x17.unsqueeze(0), target=3)
     """
-    digest = hashlib.sha256(f"{seed}\x1f{example_id!r}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") % (2**63)
+    s = example_seed(seed, example_id)
+    torch.manual_seed(s)
+    np.random.seed(s % (2**32))
+    random.seed(s)
 
 
 @dataclass
@@ -146,7 +165,7 @@ class ExplainWorker:
         if self.budget is not None:
             reservation = self.budget.reserve(estimate_queries(self.explainer, x, **kw))
         if self.config.seed is not None:
-            torch.manual_seed(example_seed(self.config.seed, example_id))
+            seed_example(self.config.seed, example_id)
         before, start = self.rows(), time.perf_counter()
         try:
             attr, se, delta = self._attribute(x, kw)

@@ -16,6 +16,7 @@ import io
 import json
 import math
 import re
+import time
 
 import pytest
 import torch
@@ -255,6 +256,40 @@ def test_a_genuine_error_stops_the_run_with_exit_status_1(tmp_path, capsys):
     assert status == 1, out
     executed = nbformat.read(tmp_path / "o2.ipynb", as_version=4)
     assert "after the error" in executed.cells[-1].outputs[0]["text"]
+
+
+def test_a_timed_out_cell_is_interrupted_and_keeps_its_calls(tmp_path, capsys):
+    # nbclient leaves a timed-out cell running: its late calls landed on the
+    # next cell, which also waited for it; the command interrupts it instead
+    sources = [
+        "import time\nimport torch\nfrom captum.attr import Saliency\n"
+        "net = torch.nn.Linear(3, 2)\nx = torch.randn(2, 3)",
+        "time.sleep(120)\nlate = Saliency(net).attribute(x, target=1)",
+        "attr = Saliency(net).attribute(x, target=0)",
+        "print('late' in globals())",
+    ]
+    path = _notebook(tmp_path / "slow.ipynb", sources)
+    out_nb, report = tmp_path / "o.ipynb", tmp_path / "r.json"
+    start = time.monotonic()
+    status, out = _run(
+        capsys,
+        path,
+        "--timeout",
+        "10",
+        "--keep-going",
+        "-o",
+        out_nb,
+        "--report",
+        report,
+    )
+    assert time.monotonic() - start < 100, out  # not the 120 s of the sleep
+    assert status == 1, out
+    assert "cell 2 failed: `time.sleep(120)`" in out
+    assert "CellTimeoutError" in out
+    calls = json.loads(report.read_text())["calls"]
+    assert [(c["cell"], c["method"]) for c in calls] == [(3, "Saliency")]
+    executed = nbformat.read(out_nb, as_version=4)
+    assert executed.cells[4].outputs[0]["text"].strip() == "False"
 
 
 def test_default_output_path_and_bad_arguments(tmp_path, capsys):

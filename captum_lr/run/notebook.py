@@ -13,6 +13,8 @@ first line, and the run goes on with the next cell. A cell that fails for any
 other reason (or runs past the timeout) stops the run, unless
 ``keep_going=True``; the executed notebook is written either way, with the
 error in the cell's outputs.
+A cell that runs past the timeout is interrupted (its calls so far stay
+recorded under it), so the next cell starts on an idle kernel.
 """
 
 from __future__ import annotations
@@ -250,6 +252,24 @@ def _read_records(log: Path, offset: int, cell: int) -> tuple[list[CallRecord], 
     return records, offset
 
 
+def _stop_cell(client: Any, cell: Any) -> bool:
+    """Interrupts the kernel's running cell (after a timeout) and waits until
+    the kernel is idle: a silent request queued behind the cell answers once
+    the cell has stopped. False if the kernel did not answer in time."""
+    from nbclient.exceptions import CellTimeoutError  # noqa: PLC0415
+    from nbclient.util import ensure_async, run_sync  # noqa: PLC0415
+
+    async def interrupt() -> None:
+        await ensure_async(client.km.interrupt_kernel())
+
+    run_sync(interrupt)()
+    msg_id = client.kc.execute("", silent=True, store_history=False)
+    try:
+        return client.wait_for_reply(msg_id, cell) is not None
+    except CellTimeoutError:
+        return False
+
+
 def run_notebook(
     notebook: str | os.PathLike[str],
     output: str | os.PathLike[str] | None = None,
@@ -373,6 +393,10 @@ def run_notebook(
                     )
                 except (CellTimeoutError, DeadKernelError) as error:
                     dead = isinstance(error, DeadKernelError)
+                    # nbclient leaves a timed-out cell running: stop it before
+                    # its calls are read (they would land on the next cell)
+                    if not dead and not _stop_cell(client, cell):
+                        dead = True
                     failure = CellFailure(
                         index,
                         _first_line(cell.source),

@@ -325,3 +325,21 @@ def test_import_captum_lr_does_not_import_ray():
     code = "import sys, captum_lr; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False"
+
+
+def test_datasets_of_every_kind_give_the_same_rows():
+    from captum_lr.scale.rows import job_rows
+
+    rows = _rows(5)
+    xs = torch.stack([r[1] for r in rows])
+    ys = torch.tensor([r[2] for r in rows])
+    tds = torch.utils.data.TensorDataset(xs, ys)
+    loader = torch.utils.data.DataLoader(tds, batch_size=2)
+    ray_ds = ray.data.from_items(
+        [{"id": i, "input": x.numpy(), "target": y} for i, x, y in rows]
+    )
+    for ds in (rows, tds, loader, ray_ds):
+        jr = job_rows(ds)
+        assert sorted(jr.ids) == list(range(5)) and jr.shape == SHAPE
+    with pytest.raises(ValueError, match="occurs twice"):
+        job_rows([(0, xs[0]), (0, xs[1])])

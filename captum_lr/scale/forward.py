@@ -67,7 +67,8 @@ class RayForward:
     split: the estimator sends one batch at a time. The model must be
     deterministic row by row; a seeded attribution then equals the
     single-process one up to float summation order. Actors that die are
-    restarted and their chunk retried (the forward function is pure).
+    restarted and their chunk retried (the forward function is pure). Uses
+    the Ray of this process, or starts a local one.
 
     Args:
 

@@ -3,6 +3,7 @@ Ray actors, results streamed to Parquet, resumable."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import os
@@ -97,17 +98,20 @@ def _digest(value: Any) -> str:
     try:
         data = cloudpickle.dumps(value)
     except Exception as exc:
-        raise TypeError(f"attribute_kwargs cannot be pickled: {exc}") from exc
+        raise TypeError(f"{value!r:.80} cannot be pickled: {exc}") from exc
     return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _job_fingerprint(
     make_explainer: Callable[[], Any], kwargs: dict[str, Any], rows: JobRows, reps: Any
 ) -> dict[str, Any]:
-    name = getattr(make_explainer, "__qualname__", type(make_explainer).__qualname__)
-    module = getattr(make_explainer, "__module__", "")
+    fn, bound = make_explainer, ""
+    if isinstance(fn, functools.partial):  # the function and its bound args
+        fn, bound = fn.func, _digest((fn.args, sorted(fn.keywords.items())))
+    name = getattr(fn, "__qualname__", type(fn).__qualname__)
+    module = getattr(fn, "__module__", "")
     return {
-        "make_explainer": f"{module}.{name}",
+        "make_explainer": f"{module}.{name}" + (f" ({bound})" if bound else ""),
         "attribute_kwargs": _digest(sorted(kwargs.items())),
         "input_shape": list(rows.shape),
         "stderr_replicates": reps,

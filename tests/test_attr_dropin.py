@@ -31,6 +31,7 @@ from captum_lr import (
 )
 from captum_lr.estimation.estimator import AUTO_SIGMA
 from captum_lr.estimation.noise_scale import PROBE_PAIRS
+from captum_lr.estimation.rows import COORDINATE_FLOOR
 
 RTOL = 2e-3
 
@@ -278,10 +279,12 @@ def test_estimator_matches_autograd_on_random_shapes(
     exact = torch.autograd.grad(sel.sum(), xr)
     # Finite-difference error along coordinate j of tanh(x.W): one-sided
     # sigma/2 |W_jk|^2 max|tanh''| (0.77), central sigma^2/6 |W_jk|^3 max|tanh'''|
-    # (2), with sigma = AUTO_SIGMA * RMS of the row's input tensor (sigma="auto").
+    # (2), with sigma = AUTO_SIGMA * max(|x_j|, COORDINATE_FLOOR * RMS of the
+    # row's input tensor) (sigma="auto" for sweeps).
     for x, w, g, e in zip(xs, weights, got, exact):
-        rms = x.pow(2).flatten(1).mean(1).sqrt()
-        sigma = AUTO_SIGMA["coordinate"] * rms.reshape(-1, *([1] * (x.dim() - 1)))
+        rms = x.pow(2).flatten(1).mean(1).sqrt().reshape(-1, *([1] * (x.dim() - 1)))
+        step = torch.maximum(x.abs(), COORDINATE_FLOOR * rms)
+        sigma = AUTO_SIGMA["coordinate"] * step
         wmax = w.abs().max(1).values.reshape(x.shape[1:])
         if antithetic:
             bound = sigma**2 / 6 * wmax**3 * 2.0
@@ -291,6 +294,32 @@ def test_estimator_matches_autograd_on_random_shapes(
         assert ((g - e).abs() <= bound + 1e-9).all()
     assert max(seen) <= max_batch_size
     assert sum(seen) == est.queries == est.queries_for(xs)
+
+
+def test_sweep_step_follows_each_features_scale():
+    # Features of scale 1 next to features of scale 300 (a fare next to 0/1
+    # columns): each coordinate's central difference is stepped by its own
+    # size, so its error stays within sigma_j^2 / 6 * max|d3 f / dx_j^3| for
+    # sigma_j = AUTO_SIGMA * max(|x_j|, COORDINATE_FLOOR * RMS). One step of
+    # 1e-2 * RMS for all (about 2 here) would miss the curved unit-scale ones.
+    torch.manual_seed(0)
+    small = torch.randint(0, 2, (6, 4)).double()
+    large = torch.rand(6, 2, dtype=torch.float64) * 300
+    x = torch.cat([small, large], 1)
+    scale = torch.tensor([1.0, 1.0, 1.0, 1.0, 100.0, 100.0], dtype=torch.float64)
+
+    def f(z):
+        return torch.sin(3 * z / scale).sum(1)
+
+    got = LREstimator(seed=0)(f, (x,))[0]
+    exact = 3 / scale * torch.cos(3 * x / scale)
+    rms = x.pow(2).mean(1, keepdim=True).sqrt()
+    sigma = AUTO_SIGMA["coordinate"] * torch.maximum(x.abs(), COORDINATE_FLOOR * rms)
+    bound = sigma**2 / 6 * (3 / scale) ** 3
+    assert ((got - exact).abs() <= bound + 1e-12).all()
+    # the unit-scale columns (gradient up to 3) within 1 %; 1e-2 * RMS steps
+    # (about 1.5) would give sin(4.5) / 4.5 = -0.22 times their gradient
+    assert (got - exact).abs()[:, :4].max() < 0.03
 
 
 def test_lr_classes_do_not_warn_about_requires_grad(mlp12):

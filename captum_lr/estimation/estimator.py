@@ -45,11 +45,12 @@ from captum_lr.estimation.surrogate import (
     surrogate_project,
 )
 
-AUTO_SIGMA = {"coordinate": 1e-2, "random": 1e-4}
-r"""``sigma="auto"``: the fraction of each input tensor's RMS, for coordinate
-sweeps (central differences, bias O(sigma^2), one coordinate per query so
-rounding matters) and for random designs (one-sided, bias O(sigma), many
-coordinates per query)."""
+AUTO_SIGMA = {"coordinate": 5e-3, "random": 1e-4}
+r"""``sigma="auto"``: for coordinate sweeps (central differences, bias
+O(sigma^2), one coordinate per query so rounding matters) the fraction of each
+coordinate's magnitude (floored by ``rows.COORDINATE_FLOOR`` of its tensor's
+RMS); for random designs (one-sided, bias O(sigma), many coordinates per
+query) the fraction of each input tensor's RMS."""
 
 
 class DesignChoice(NamedTuple):
@@ -100,12 +101,17 @@ class LREstimator:
                     row, exactly ``d`` samples are used.
                     Default: 128
         sigma (float or str, optional): The noise scale. A positive float is used
-                    as is for every input tensor; ``"auto"`` uses ``1e-2`` (for
-                    coordinate sweeps) or ``1e-4`` (for random designs) times
-                    the root mean square of each input tensor in each example
-                    (of 1 if that is 0; under :meth:`noise_streams` with a
-                    reference, of the example the row belongs to, e.g. the
-                    input of an IntegratedGradients path). For one-sided
+                    as is for every input tensor; ``"auto"`` uses, for
+                    coordinate sweeps, ``5e-3`` times each coordinate's own
+                    magnitude, at least ``0.1`` times its input tensor's root
+                    mean square in the example (a step that follows each
+                    feature's scale, as numerical differentiation does, so a
+                    feature of scale 1 next to one of scale 100 is not stepped
+                    by 1), and for random designs ``1e-4`` times the root mean
+                    square of each input tensor in each example (of 1 if that
+                    is 0; under :meth:`noise_streams` with a reference, of the
+                    example the row belongs to, e.g. the input of an
+                    IntegratedGradients path). For one-sided
                     random designs each row then measures, from its first 4
                     samples sent as +/- pairs, the model's curvature and the
                     output's rounding at that scale, and its later samples use
@@ -502,7 +508,9 @@ class LREstimator:
         context = self._stream_layout
         reference = None if context is None else context.reference
         fraction = AUTO_SIGMA["coordinate" if design == "coordinate" else "random"]
-        return rms_sigmas(inputs, reference, layout, fraction, examples)
+        return rms_sigmas(
+            inputs, reference, layout, fraction, examples, design == "coordinate"
+        )
 
     def _plan_call(
         self,

@@ -69,17 +69,24 @@ def assign_streams(
     return (torch.zeros_like(rows) if shared else rows), rows
 
 
+COORDINATE_FLOOR = 0.1
+r"""A coordinate's step is at least this share of its tensor's RMS step."""
+
+
 def rms_sigmas(
     inputs: tuple[Tensor, ...],
     reference: tuple[Tensor, ...] | None,
     layout: InputLayout,
     fraction: float,
     examples: Tensor,
+    per_coordinate: bool = False,
 ) -> Tensor:
     r"""
     ``(rows, d)``: ``fraction`` times the RMS of each input tensor in the
     example each row belongs to (the row itself without a reference; 1 where
-    that is 0).
+    that is 0). With ``per_coordinate`` (coordinate sweeps), ``fraction``
+    times each coordinate's magnitude in that example, at least
+    ``COORDINATE_FLOOR`` times the RMS step.
     """
     if reference is None:
         reference = inputs
@@ -96,5 +103,10 @@ def rms_sigmas(
         rms = rows.square().mean(1).sqrt()
         rms = torch.where(rms > 0, rms, torch.ones_like(rms)).to(layout.device)
         scale = fraction * rms.index_select(0, examples)
+        if per_coordinate:
+            size_j = rows.abs().to(layout.device).index_select(0, examples)
+            floor = COORDINATE_FLOOR * scale.unsqueeze(1)
+            parts.append(torch.maximum(fraction * size_j, floor))
+            continue
         parts.append(scale.unsqueeze(1).expand(layout.batch_size, size))
     return torch.cat(parts, dim=1)

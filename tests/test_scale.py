@@ -343,3 +343,33 @@ def test_datasets_of_every_kind_give_the_same_rows():
         assert sorted(jr.ids) == list(range(5)) and jr.shape == SHAPE
     with pytest.raises(ValueError, match="occurs twice"):
         job_rows([(0, xs[0]), (0, xs[1])])
+
+
+def test_two_blackboxes_share_one_rate_limit_and_cache():
+    import time
+
+    from captum_lr.scale.coordinator import Coordinator, share_blackboxes
+
+    coordinator = ray.remote(Coordinator).options(num_cpus=0).remote(None)
+    answered = []
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        answered.append(len(x))
+        return x.sum(1)
+
+    boxes = [BlackBox(fn, batch_size=1, requests_per_second=20) for _ in range(2)]
+    for box in boxes:  # as two workers would
+        assert share_blackboxes(box, coordinator) == 1
+    x = torch.arange(12.0).reshape(6, 2)
+    start = time.monotonic()
+    threads = [threading.Thread(target=box, args=(x[i::2],)) for i, box in
+               enumerate(boxes)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    assert sum(answered) == 6 and elapsed >= 5 / 20 * 0.9  # 6 starts, 1/20 s apart
+    boxes[1](x)  # every row was answered by one box or the other: all cached
+    assert sum(answered) == 6 and boxes[1].queries == 6
+    ray.kill(coordinator)

@@ -3,6 +3,7 @@ efficientnet-lite0 as ``captum_lr.Surrogate``, against lite2's autograd gradient
 
     nice -n 5 python -m benchmarks.surrogate --images eval --px 112 \
         --budgets 10,100,1000,4000 --threads 1
+    python -m benchmarks.surrogate --merge a.json b.json   # runs split by photo
 
 Per photo and budget (forward rows of lite2, by the estimator's own
 ``queries_for``): the surrogate's own cosine ``c`` (lite0's autograd gradient of
@@ -12,7 +13,9 @@ of the class lite2 predicts at this resolution."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -135,19 +138,37 @@ def summarise(records, budgets, show=False) -> dict:
             ]
             if vals:
                 line[method] = mean_se(vals)
-        cs = [r["surrogate_cosine"] for r in records if r["budget"] == b]
-        if cs:
-            line["surrogate_alone"] = mean_se(cs)
+        mine = {
+            r["image"]: r
+            for r in records
+            if r["budget"] == b and r["method"] == "surrogate"
+        }
+        if mine:
+            line["surrogate_alone"] = mean_se(
+                [r["surrogate_cosine"] for r in mine.values()]
+            )
+        pairs = [
+            mine[r["image"]]["cosine"] - r["cosine"]
+            for r in records
+            if r["budget"] == b and r["method"] == "default" and r["image"] in mine
+        ]
+        if pairs:  # per photo, combination minus default
+            line["gain_over_default"] = mean_se(pairs)
         rows.append(line)
     if show:
         print_table(
-            ["rows", "c (lite0 alone)", "default", "combination"],
+            ["rows", "c (lite0 alone)", "default", "combination", "gain (paired)"],
             [
                 [
                     str(r["budget"]),
                     *(
                         "{:.3f} +- {:.3f}".format(*r[k]) if k in r else "-"
-                        for k in ("surrogate_alone", "default", "surrogate")
+                        for k in (
+                            "surrogate_alone",
+                            "default",
+                            "surrogate",
+                            "gain_over_default",
+                        )
                     ),
                 ]
                 for r in rows
@@ -156,10 +177,28 @@ def summarise(records, budgets, show=False) -> dict:
     return {"summary": rows, "records": records}
 
 
+def merge(paths: list[str], out: str) -> dict:
+    """One table from the records of several runs (e.g. photos or budgets run
+    in separate processes); each part's command, machine and date are kept."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    records = [r for part in parts for r in part["records"]]
+    budgets = sorted({r["budget"] for r in records})
+    summary = summarise(records, budgets, show=True)
+    summary["merged_from"] = [
+        {k: part[k] for k in ("command", "machine", "date")} for part in parts
+    ]
+    write_results(out, summary)
+    return summary
+
+
 def main() -> None:
     p = base_parser(__doc__)
     p.add_argument("--budgets", default="10,100,1000,4000")
+    p.add_argument("--merge", nargs="+", default=None, help="result files to merge")
     args = p.parse_args()
+    if args.merge:
+        merge(args.merge, args.out or f"surrogate_{args.px}px")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     run(args)

@@ -258,6 +258,32 @@ def _path_gradient_func(original: Callable[..., Any]) -> Callable[..., Any]:
     return _make_gradient_func
 
 
+def _minus_log_chain(
+    output_of_rows: Callable[..., torch.Tensor],
+    xs: tuple[torch.Tensor, ...],
+    args: tuple[Any, ...],
+    grads: tuple[torch.Tensor, ...],
+) -> tuple[torch.Tensor, ...]:
+    """FGSM's default loss ``-log(y)`` by the chain rule, as autograd applies
+    it: ``-grad(y) / y``, with ``grad(y)`` from the estimator. Estimating the
+    loss itself would difference ``log`` of outputs that may lie outside its
+    domain (Captum's tests attack models whose outputs go negative; autograd
+    still returns ``-grad(y) / y`` there), and adds the log's curvature to
+    the estimate. Costs one forward row per example, for ``y``."""
+    with torch.no_grad():
+        y = output_of_rows(*xs, *args)
+    if y.dim() != 1 or y.shape[0] != xs[0].shape[0]:
+        raise ValueError(
+            "FGSM without a loss_func needs one output per example once the "
+            f"target is applied; the model gave shape {tuple(y.shape)}. Pass a "
+            "target that selects one output per example, or a loss_func."
+        )
+    scale = -1.0 / y
+    return tuple(
+        g * scale.to(g.dtype).reshape(-1, *([1] * (g.dim() - 1))) for g in grads
+    )
+
+
 def _fgsm_perturb(original: Callable[..., Any]) -> Callable[..., Any]:
     """``FGSM.perturb`` with the loss gradient from the estimator."""
     signature = inspect.signature(original)
@@ -284,9 +310,12 @@ def _fgsm_perturb(original: Callable[..., Any]) -> Callable[..., Any]:
             outputs = self.forward_func(*rows[:n], *rows[n + 1 :])
             if self.loss_func is not None:
                 return self.loss_func(outputs, rows[n])
-            return _select_targets(-torch.log(outputs), rows[n])
+            return _select_targets(outputs, rows[n])
 
-        grads = engine.estimator(loss_of_rows, xs, None, (target, *(extra or ())))
+        args = (target, *(extra or ()))
+        grads = engine.estimator(loss_of_rows, xs, None, args)
+        if self.loss_func is None:
+            grads = _minus_log_chain(loss_of_rows, xs, args, grads)
         perturbed = self._perturb(xs, grads, call["epsilon"], call["targeted"], masks)
         perturbed = tuple(self.bound(p) for p in perturbed)
         return _format_output(is_tuple, perturbed)

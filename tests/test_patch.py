@@ -292,6 +292,33 @@ def test_fgsm_and_pgd_follow_the_true_gradients_sign():
     assert not torch.allclose(got, x)
 
 
+@pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require")
+def test_fgsm_default_loss_matches_autograd_where_outputs_leave_logs_domain():
+    # FGSM's default loss is -log(output[target]); autograd differentiates it
+    # as -grad(y) / y even where y < 0 (the log itself is NaN there). Under the
+    # switch the chain rule is applied to the estimated grad(y), so the attack
+    # moves as Captum's does instead of failing on NaN differences.
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(4, 3).double()
+
+    class NoGrad(torch.nn.Module):
+        def forward(self, x):
+            with torch.no_grad():
+                return linear(x)
+
+    x = torch.randn(6, 4, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        y = linear(x).gather(1, target[:, None])
+    assert (y < 0).any() and (y > 0).any()
+    expected = FGSM(linear).perturb(x, 0.1, target)
+    estimator = LREstimator(seed=0)
+    with patch_captum(estimator):
+        got = FGSM(NoGrad()).perturb(x, 0.1, target)
+    assert estimator.queries > 0
+    assert torch.equal(got, expected)
+
+
 def test_lr_classes_inside_the_switch_and_the_switch_inside_their_calls():
     net, black = models()
     before = snapshot()

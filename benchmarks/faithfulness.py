@@ -404,16 +404,17 @@ def family(label: str) -> str:
     return "Captum / RISE"
 
 
-def paired(records, best, show=False) -> str:
-    """The best captum_lr row against every peer row at the same budget, on
-    the photos both scored (a peer's constant map leaves its photo out):
-    mean difference of insertion - deletion and its standard error."""
+def peer_differences(records, best) -> list[tuple]:
+    """For the best captum_lr row of each budget and every peer row at that
+    budget: ``(budget, ours, peer, {photo: difference})``, the difference of
+    insertion - deletion on each photo both scored (a peer's constant map
+    leaves its photo out)."""
     score = {
         (r["method"], r["budget"], r["image"]): r["ins_minus_del"]
         for r in records
         if "error" not in r
     }
-    rows = []
+    out = []
     for (fam, b), (_, ours) in sorted(best.items(), key=lambda kv: kv[0][1] or 0):
         if fam != "captum_lr":
             continue
@@ -424,22 +425,72 @@ def paired(records, best, show=False) -> str:
             and family(r["method"]) in ("Captum / RISE", "GEEX-style")
         )
         for peer in peers:
-            photos = [
-                img
+            diff = {
+                img: score[(ours, b, img)] - score[(peer, b, img)]
                 for (m, bb, img) in score
                 if m == ours and bb == b and (peer, b, img) in score
+            }
+            out.append((b, ours, peer, diff))
+    return out
+
+
+def paired(records, best, show=False) -> str:
+    """The best captum_lr row against every peer row at the same budget, on
+    the photos both scored: mean difference of insertion - deletion, its
+    standard error and the worst photo's difference."""
+    rows = []
+    for b, ours, peer, diff in peer_differences(records, best):
+        if len(diff) < 2:
+            continue
+        m, se = mean_se(list(diff.values()))
+        worst = min(diff, key=diff.get)
+        rows.append(
+            [
+                str(b),
+                ours,
+                peer,
+                f"{len(diff)}",
+                f"{m:+.3f} ± {se:.3f}",
+                f"{diff[worst]:+.3f} ({worst})",
             ]
-            if len(photos) < 2:
-                continue
-            diff = [score[(ours, b, i)] - score[(peer, b, i)] for i in photos]
-            m, se = mean_se(diff)
-            rows.append([str(b), ours, peer, f"{len(photos)}", f"{m:+.3f} ± {se:.3f}"])
+        )
     head = "Best captum_lr row minus each peer, paired on the photos both scored:\n"
     return head + print_table(
-        ["budget", "captum_lr", "peer", "photos", "ins - del difference"],
-        rows or [["-", "-", "-", "-", "-"]],
+        [
+            "budget",
+            "captum_lr",
+            "peer",
+            "photos",
+            "ins - del difference",
+            "worst photo",
+        ],
+        rows or [["-", "-", "-", "-", "-", "-"]],
         echo=show,
     )
+
+
+def per_photo(records, best, show=False) -> str:
+    """Each photo's difference of insertion - deletion, the best captum_lr row
+    of the budget minus each peer (blank: not scored on both), and the worst
+    photo's per peer."""
+    diffs = peer_differences(records, best)
+    photos = list(dict.fromkeys(r["image"] for r in records))
+    out = []
+    for b in dict.fromkeys(d[0] for d in diffs):
+        cols = [(peer, diff) for bb, _, peer, diff in diffs if bb == b]
+        ours = next(d[1] for d in diffs if d[0] == b)
+        headers = ["photo"] + [peer for peer, _ in cols]
+        rows = [
+            [img] + [f"{diff[img]:+.3f}" if img in diff else "" for _, diff in cols]
+            for img in photos
+        ]
+        worst = [f"{min(diff.values()):+.3f}" if diff else "" for _, diff in cols]
+        rows.append(["worst"] + worst)
+        out.append(
+            f"Per photo at {b} rows: {ours} minus each peer (ins - del):\n"
+            + print_table(headers, rows, echo=show)
+        )
+    return "\n\n".join(out)
 
 
 def summarise(records, budgets, args, show=False) -> dict:
@@ -500,6 +551,8 @@ def summarise(records, budgets, args, show=False) -> dict:
         echo=show,
     )
     text += "\n\n" + paired(records, best, show)
+    if any(r["budget"] is not None for r in records):
+        text += "\n\n" + per_photo(records, best, show)
     images = list(dict.fromkeys(r["image"] for r in records))
     return {
         "records": records,

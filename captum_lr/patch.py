@@ -74,6 +74,7 @@ from captum_lr.attr.rerouting import (
     release,
 )
 from captum_lr.estimation.estimator import LREstimator
+from captum_lr.estimation.layer_queries import layer_eval
 
 
 class NeedsAutogradError(RuntimeError):
@@ -198,6 +199,39 @@ def _batch_of(inputs: Any) -> int:
     return int(_format_tensor_into_tuples(inputs)[0].shape[0])
 
 
+def _float_reference(inputs: Any) -> tuple[torch.Tensor, ...] | None:
+    """The inputs as a noise-scale reference, if they are float tensors."""
+    reference = _format_tensor_into_tuples(inputs)
+    if all(
+        isinstance(t, torch.Tensor) and t.dtype.is_floating_point for t in reference
+    ):
+        return reference
+    return None
+
+
+def _layer_reference(
+    method: Any, engine: Any, arguments: dict[str, Any]
+) -> tuple[torch.Tensor, ...] | None:
+    """The layer's activation at the inputs (one forward row per example,
+    counted with the estimator's queries), the noise-scale reference of a
+    layer method's rows with ``sigma="auto"``, as the LR layer classes use:
+    without it each path point's noise would follow its own activation,
+    which near a zero baseline is too small for float32 outputs."""
+    if getattr(engine.estimator, "sigma", None) != "auto":
+        return None
+    to_input = arguments.get(
+        "attribute_to_layer_input", arguments.get("attribute_to_neuron_input", False)
+    )
+    return layer_eval(
+        engine.counted(method.forward_func),
+        _format_tensor_into_tuples(arguments["inputs"]),
+        _layers(method.layer),
+        _format_additional_forward_args(arguments.get("additional_forward_args")),
+        getattr(method, "device_ids", None),
+        bool(to_input),
+    ).flat
+
+
 def _with_streams(
     layout: str, size_arg: str | None, on_inputs: bool, original: Callable[..., Any]
 ) -> Callable[..., Any]:
@@ -217,13 +251,18 @@ def _with_streams(
         size = _batch_of(inputs) if size_arg is None else bound.arguments.get(size_arg)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             return original(self, *args, **kwargs)  # Captum says what is wrong
-        reference = _format_tensor_into_tuples(inputs) if on_inputs else None
-        if reference is not None and not all(
-            isinstance(t, torch.Tensor) and t.dtype.is_floating_point for t in reference
-        ):
-            reference = None
-        with streams(layout, size, reference):
-            return original(self, *args, **kwargs)
+        inputs_ref = _float_reference(inputs)
+        if on_inputs:
+            with streams(layout, size, inputs_ref):
+                return original(self, *args, **kwargs)
+        reference = _layer_reference(self, engine, bound.arguments)
+        neuron = engine.neuron_streams  # the neuron-to-input gradients' rows
+        engine.neuron_streams = lambda: streams(layout, size, inputs_ref)
+        try:
+            with streams(layout, size, reference):
+                return original(self, *args, **kwargs)
+        finally:
+            engine.neuron_streams = neuron
 
     inner = getattr(original, "__wrapped__", None)
     if inner is not None:

@@ -35,6 +35,7 @@ from captum_lr import (
     LREstimator,
     LRIntegratedGradients,
     LRLayerConductance,
+    LRLayerIntegratedGradients,
     NeedsAutogradError,
     patch_captum,
 )
@@ -317,6 +318,39 @@ def test_fgsm_default_loss_matches_autograd_where_outputs_leave_logs_domain():
         got = FGSM(NoGrad()).perturb(x, 0.1, target)
     assert estimator.queries > 0
     assert torch.equal(got, expected)
+
+
+class TokenModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(50, 8, padding_idx=1)
+        self.fc = torch.nn.Linear(8, 2)
+
+    def forward(self, ids):
+        with torch.no_grad():
+            return self.fc(torch.tanh(self.embedding(ids)).mean(1))
+
+
+def test_layer_methods_under_the_switch_take_the_noise_scale_at_the_inputs():
+    # Captum's LayerIntegratedGradients from an all-padding baseline (zero
+    # embedding): without the activation at the inputs as the noise-scale
+    # reference, each path point's noise follows its own activation, near
+    # zero at the first points, where float32 rounding swamps the
+    # differences. With it, the switch gives exactly what the LR class gives.
+    torch.manual_seed(0)
+    model = TokenModel().eval()
+    ids = torch.tensor([[3, 7, 11, 2, 1, 1]])
+    base = torch.ones_like(ids)
+    kw = dict(baselines=base, target=1, n_steps=50)
+    with patch_captum(LREstimator(seed=0)) as patch:
+        switched = LayerIntegratedGradients(model, model.embedding).attribute(ids, **kw)
+    own = LRLayerIntegratedGradients(
+        model, model.embedding, estimator=LREstimator(seed=0)
+    )
+    assert torch.equal(switched, own.attribute(ids, **kw))
+    # a sweep of the 6 x 8 activation per path point, plus one row for the
+    # reference (the LR class also counts Captum's own forward passes)
+    assert patch.queries == 50 * 2 * 6 * 8 + 1
 
 
 def test_lr_classes_inside_the_switch_and_the_switch_inside_their_calls():

@@ -504,7 +504,7 @@ class LayerGradients:
         # runs per forward pass of each (layer, input side) seen in this call
         self._calls: dict[tuple[int, bool], int] = {}
 
-    def _counted(self, forward_fn: Callable[..., Any]) -> Callable[..., Any]:
+    def counted(self, forward_fn: Callable[..., Any]) -> Callable[..., Any]:
         """The forward function, counting its rows with the estimator's
         queries (the LR classes pass one that counts already)."""
         counter = getattr(self.estimator, "_count", None)
@@ -558,7 +558,7 @@ class LayerGradients:
         args = _format_additional_forward_args(additional_forward_args)
         layers = _layers(layer)
         evaluated = layer_eval(
-            self._counted(forward_fn),
+            self.counted(forward_fn),
             inputs,
             layers,
             args,
@@ -696,7 +696,7 @@ class LayerGradients:
         inputs = _format_tensor_into_tuples(inputs)
         args = _format_additional_forward_args(additional_forward_args)
         evaluated = layer_eval(
-            self._counted(forward_fn),
+            self.counted(forward_fn),
             inputs,
             _layers(layer),
             args,

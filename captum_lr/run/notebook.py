@@ -270,6 +270,60 @@ def _stop_cell(client: Any, cell: Any) -> bool:
         return False
 
 
+def _prepare_kernel(
+    client: Any, nb: Any, config: dict[str, Any], kernel_log: Path
+) -> None:
+    """Records the kernel's language in the notebook and turns the switch on
+    in the kernel, with the call log at ``config["log"]``."""
+    assert client.kc is not None
+    info = client.wait_for_reply(client.kc.kernel_info())
+    if info is not None and "language_info" in info["content"]:
+        nb.metadata["language_info"] = info["content"]["language_info"]
+    reply = client.wait_for_reply(
+        client.kc.execute(_setup_code(config), silent=True, store_history=False)
+    )
+    content = reply["content"] if reply is not None else {}
+    if content.get("status") != "ok":
+        raise RuntimeError(
+            "setting up the kernel failed: "
+            f"{content.get('ename')}: {content.get('evalue')}" + _tail(kernel_log)
+        )
+
+
+def _execute_cell(
+    client: Any, cell: Any, index: int, kernel_log: Path
+) -> tuple[CellFailure | None, bool]:
+    """Runs one cell: its failure (None if it ran) and whether the kernel is
+    gone (died, or a timed-out cell could not be stopped)."""
+    from nbclient.exceptions import (  # noqa: PLC0415
+        CellExecutionError,
+        CellTimeoutError,
+        DeadKernelError,
+    )
+
+    try:
+        client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+    except CellExecutionError as error:
+        failure = CellFailure(
+            index, _first_line(cell.source), error.ename, error.evalue
+        )
+        return failure, False
+    except (CellTimeoutError, DeadKernelError) as error:
+        dead = isinstance(error, DeadKernelError)
+        # nbclient leaves a timed-out cell running: stop it before its calls
+        # are read (they would land on the next cell)
+        if not dead and not _stop_cell(client, cell):
+            dead = True
+        failure = CellFailure(
+            index,
+            _first_line(cell.source),
+            type(error).__name__,
+            str(error) + (_tail(kernel_log) if dead else ""),
+        )
+        return failure, dead
+    return None, False
+
+
 def run_notebook(
     notebook: str | os.PathLike[str],
     output: str | os.PathLike[str] | None = None,
@@ -329,11 +383,6 @@ def run_notebook(
     """
     import nbclient  # noqa: PLC0415
     import nbformat  # noqa: PLC0415
-    from nbclient.exceptions import (  # noqa: PLC0415
-        CellExecutionError,
-        CellTimeoutError,
-        DeadKernelError,
-    )
 
     from captum_lr.estimation.presets import make_estimator  # noqa: PLC0415
 
@@ -363,46 +412,12 @@ def run_notebook(
         # goes to a file, read back only when the kernel fails
         kernel_log = Path(scratch) / "kernel.log"
         with open(kernel_log, "w") as stderr, client.setup_kernel(stderr=stderr):
-            assert client.kc is not None
-            info = client.wait_for_reply(client.kc.kernel_info())
-            if info is not None and "language_info" in info["content"]:
-                nb.metadata["language_info"] = info["content"]["language_info"]
-            config = {**settings, "log": str(log)}
-            reply = client.wait_for_reply(
-                client.kc.execute(_setup_code(config), silent=True, store_history=False)
-            )
-            content = reply["content"] if reply is not None else {}
-            if content.get("status") != "ok":
-                raise RuntimeError(
-                    "setting up the kernel failed: "
-                    f"{content.get('ename')}: {content.get('evalue')}"
-                    + _tail(kernel_log)
-                )
+            _prepare_kernel(client, nb, {**settings, "log": str(log)}, kernel_log)
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
                 run.cells_run += 1
-                failure, dead = None, False
-                try:
-                    client.execute_cell(
-                        cell, index, execution_count=client.code_cells_executed + 1
-                    )
-                except CellExecutionError as error:
-                    failure = CellFailure(
-                        index, _first_line(cell.source), error.ename, error.evalue
-                    )
-                except (CellTimeoutError, DeadKernelError) as error:
-                    dead = isinstance(error, DeadKernelError)
-                    # nbclient leaves a timed-out cell running: stop it before
-                    # its calls are read (they would land on the next cell)
-                    if not dead and not _stop_cell(client, cell):
-                        dead = True
-                    failure = CellFailure(
-                        index,
-                        _first_line(cell.source),
-                        type(error).__name__,
-                        str(error) + (_tail(kernel_log) if dead else ""),
-                    )
+                failure, dead = _execute_cell(client, cell, index, kernel_log)
                 records, offset = _read_records(log, offset, index)
                 run.calls += records
                 if failure is not None:

@@ -164,6 +164,8 @@ def readme_block(results: Path = RESULTS) -> str:
         table = data["table"]
         if "Best insertion" in table:
             table = table[table.index("Best insertion") :]
+        if "Per photo at" in table:  # the per-photo tables: TABLES.md only
+            table = table[: table.index("Per photo at")] + "Per photo: TABLES.md.\n"
         parts.append(f"### {path.stem}\n\n{_header(path, data)}\n{table}\n")
         if path.with_suffix(".png").exists():
             parts.append(f"![{path.stem}](results/{path.stem}.png)\n")

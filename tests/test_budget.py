@@ -113,6 +113,18 @@ def test_estimate_rejects_non_attributions():
         estimate_queries(object(), X)
 
 
+def test_estimate_refuses_layer_methods_with_what_to_do():
+    from captum_lr import LRLayerConductance
+
+    net = torch.nn.Sequential(
+        torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)
+    )
+    lc = LRLayerConductance(net, net[1], estimator=LREstimator(seed=0))
+    with pytest.raises(TypeError, match="only the model's own forward pass"):
+        estimate_queries(lc, torch.randn(3, 5), target=1, n_steps=4)
+    assert lc.queries == 0  # nothing was sent
+
+
 def test_a_dry_run_keeps_the_accuracy_warning_for_the_real_call():
     import warnings
 

@@ -103,6 +103,16 @@ def estimate_queries(attribution: Any, inputs: Any, **attribute_kwargs: Any) -> 
             f"{type(attribution).__name__} is not a Captum attribution with a "
             "forward_func."
         )
+    layer = getattr(holder, "layer", None)
+    if layer is not None:
+        raise TypeError(
+            f"estimate_queries cannot count the rows of {type(holder).__name__}: "
+            "a layer or neuron method perturbs the activation of "
+            f"{type(layer).__name__}, which only the model's own forward pass "
+            "produces (the dry run does not call the model). Run it on one "
+            "example and read its .queries (rows grow with the batch), or use "
+            "estimator.queries_for(activation) for each gradient it takes."
+        )
     counter = _RowCounter(_output_shape(attribute_kwargs.get("target")))
     estimator = getattr(holder, "estimator", None)
     spent = getattr(estimator, "queries", None)

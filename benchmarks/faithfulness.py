@@ -166,6 +166,17 @@ def methods(px: int, lr_rows: dict | None = None) -> dict:
         n_samples=r - r % 2,
         perturbations_per_eval=32,
     )
+    # the mean of the Banzhaf value and the semivalue at keep probability 0.7
+    m["LRMaskGradient (blur) [grid14, keep 0.5+0.7]"] = lambda t, r, s: LRMaskGradient(
+        t.prob, seed=s
+    ).attribute(
+        t.x,
+        baselines=blur_baseline(t.x),
+        feature_mask=Grid(14),
+        n_samples=r - r % 2,
+        perturbations_per_eval=32,
+        keep_prob=(0.5, 0.7),
+    )
 
     def occlusion(t, r, s):
         w, st = occlusion_geometry(px, r)

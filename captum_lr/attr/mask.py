@@ -25,8 +25,8 @@ from torch import Tensor
 from captum_lr.attr.baselines import broadcasts_to, expand_baselines
 from captum_lr.attr.checks import input_tensors
 from captum_lr.estimation.layout import InputLayout
-from captum_lr.estimation.mask_design import SignDesign
-from captum_lr.estimation.masking import mask_gradient
+from captum_lr.estimation.mask_design import BernoulliDesign, SignDesign
+from captum_lr.estimation.masking import MaskEstimate, mask_gradient, mask_regression
 from captum_lr.estimation.priors import GroupPrior
 from captum_lr.estimation.queries import QueryRunner
 
@@ -168,6 +168,7 @@ class LRMaskGradient(PerturbationAttribution):
         n_samples: int = 1000,
         perturbations_per_eval: int = 16,
         show_progress: bool = False,
+        keep_prob: float | tuple[float, ...] = 0.5,
     ) -> TensorOrTupleOfTensorsGeneric:
         r"""
         Args:
@@ -214,12 +215,28 @@ class LRMaskGradient(PerturbationAttribution):
                         Default: 16
             show_progress (bool, optional): A tqdm bar over the forward rows.
                         Default: False
+            keep_prob (float or tuple[float, ...], optional): The probability
+                        ``p`` that a query keeps a group. 1/2 gives the
+                        Banzhaf value (foldover sign design). Another ``p`` in
+                        (0, 1) gives ``dF/dp_G`` at ``p``, the **p-binomial
+                        semivalue** (marginal contributions over subsets of
+                        the other groups weighted by ``p^|S| (1 - p)^(k - 1 -
+                        |S|)``: ``p`` near 1 weighs removing the group from
+                        the nearly whole input), by least squares with an
+                        intercept on independent masks (cross-fitted:
+                        unbiased), which needs more than ``2 (k + 1)`` rows
+                        for ``k`` groups. A tuple splits
+                        ``n_samples`` equally between its values and returns
+                        the mean of their semivalues: ``(0.5, 0.7)`` is the
+                        mean of the Banzhaf value and the 0.7-semivalue.
+                        Default: 0.5
 
         Returns:
             *Tensor* or *tuple[Tensor, ...]* of **attributions**, shaped like
             the inputs and typed like them (floating point for integer and
             boolean inputs: float32, or wider if another input is): every
-            coordinate holds its group's Banzhaf value of the selected output.
+            coordinate holds its group's Banzhaf value of the selected output
+            (its semivalue at ``keep_prob``).
 
         Examples::
 
@@ -227,7 +244,8 @@ class LRMaskGradient(PerturbationAttribution):
             ...     rows, target=1, feature_mask=groups, n_samples=256
             ... )
         """
-        _check_budget(n_samples, perturbations_per_eval)
+        probs = _keep_probs(keep_prob)
+        _check_budget(n_samples, perturbations_per_eval, probs == (0.5,))
         is_tuple = isinstance(inputs, tuple)
         xs, _ = input_tensors(inputs)
         layout = InputLayout(_float_proxies(xs))
@@ -235,6 +253,7 @@ class LRMaskGradient(PerturbationAttribution):
         out_dtypes = [dt if dt.is_floating_point else layout.dtype for dt in dtypes]
         bases = expand_baselines(baselines, xs)
         index, k = _group_index(feature_mask, layout)
+        _check_regression_rows(n_samples, probs, k)
         runner = QueryRunner(
             self.forward_func,
             layout,
@@ -259,17 +278,24 @@ class LRMaskGradient(PerturbationAttribution):
             if self.seed is None
             else self.seed
         )
-        design = SignDesign(k, generator, layout.device)
         flat_dtype = _flat_dtype(dtypes)
-        estimate = mask_gradient(
-            runner,
-            _flatten(xs, flat_dtype),
-            _flatten(bases, flat_dtype),
-            index,
-            n_samples // 2,
-            design,
-            max(1, perturbations_per_eval // 2),
-            show_progress,
+        parts = []
+        for p, rows in zip(probs, _split_rows(n_samples, probs)):
+            parts.append(
+                _estimate(
+                    runner,
+                    (_flatten(xs, flat_dtype), _flatten(bases, flat_dtype), index),
+                    k,
+                    p,
+                    rows,
+                    generator,
+                    perturbations_per_eval,
+                    show_progress,
+                )
+            )
+        estimate = MaskEstimate(
+            sum(e.values for e in parts) / len(parts),
+            sum(e.stderr.square() for e in parts).sqrt() / len(parts),
         )
         values = layout.split(_gather(estimate.values, index), out_dtypes)
         stderr = layout.split(_gather(estimate.stderr, index), out_dtypes)
@@ -277,8 +303,12 @@ class LRMaskGradient(PerturbationAttribution):
         return _format_output(is_tuple, values)
 
 
-def _check_budget(n_samples: Any, perturbations_per_eval: Any) -> None:
-    """``n_samples``: an even int >= 2; ``perturbations_per_eval``: an int >= 1."""
+def _check_budget(
+    n_samples: Any, perturbations_per_eval: Any, pairs: bool = True
+) -> None:
+    """``n_samples``: an int >= 2, even with ``pairs`` (keep probability 1/2
+    alone: a mixture gives its 1/2 share an even number);
+    ``perturbations_per_eval``: an int >= 1."""
     for name, value, low in (
         ("n_samples", n_samples, 2),
         ("perturbations_per_eval", perturbations_per_eval, 1),
@@ -287,12 +317,90 @@ def _check_budget(n_samples: Any, perturbations_per_eval: Any) -> None:
             raise TypeError(f"{name} must be an int, not {value!r}.")
         if value < low:
             raise ValueError(f"{name} must be at least {low}, got {value}.")
-    if n_samples % 2:
+    if pairs and n_samples % 2:
         raise ValueError(
             f"n_samples must be even, got {n_samples}: the masks come in "
             "pairs (a mask and its complement); use "
             f"{n_samples - 1} or {n_samples + 1}."
         )
+
+
+def _keep_probs(keep_prob: Any) -> tuple[float, ...]:
+    """``keep_prob`` as a tuple of distinct floats in (0, 1)."""
+    probs = keep_prob if isinstance(keep_prob, tuple) else (keep_prob,)
+    for p in probs:
+        if isinstance(p, bool) or not isinstance(p, (int, float)):
+            raise TypeError(f"keep_prob must be a float or a tuple, not {p!r}.")
+        if not 0.0 < p < 1.0:
+            raise ValueError(f"keep_prob must be in (0, 1), got {p}.")
+    if not probs or len(set(probs)) != len(probs):
+        raise ValueError(f"keep_prob must hold distinct values, got {keep_prob!r}.")
+    return tuple(float(p) for p in probs)
+
+
+def _split_rows(n_samples: int, probs: tuple[float, ...]) -> list[int]:
+    """``n_samples`` split between the keep probabilities: equal shares, even
+    for 1/2 (foldover pairs), the remainder to the first other value."""
+    rows = [n_samples // len(probs)] * len(probs)
+    rows = [r - r % 2 if p == 0.5 else r for r, p in zip(rows, probs)]
+    rest = n_samples - sum(rows)
+    rows[next((i for i, p in enumerate(probs) if p != 0.5), 0)] += rest
+    return rows
+
+
+def _check_regression_rows(n_samples: int, probs: tuple[float, ...], k: int) -> None:
+    """A keep probability other than 1/2 needs more than ``2 (k + 1)`` rows."""
+    rows = _split_rows(n_samples, probs)
+    for p, r in zip(probs, rows):
+        if p != 0.5 and r <= 2 * (k + 1):
+            raise ValueError(
+                f"keep_prob={p} fits a regression on {k} groups in two halves "
+                f"and needs more than {2 * (k + 1)} of the rows; it gets {r} of "
+                f"n_samples={n_samples}: raise n_samples or use keep_prob=0.5."
+            )
+        if p == 0.5 and r < 2:
+            raise ValueError(
+                f"keep_prob=0.5 gets {r} of n_samples={n_samples} rows and needs "
+                "a pair: raise n_samples."
+            )
+
+
+def _estimate(
+    runner: QueryRunner,
+    flat: tuple[Tensor, Tensor, Tensor],
+    k: int,
+    keep_prob: float,
+    rows: int,
+    generator: torch.Generator,
+    perturbations_per_eval: int,
+    show_progress: bool,
+) -> MaskEstimate:
+    """One keep probability's estimate: foldover signs at 1/2, regression on
+    independent masks otherwise."""
+    inputs, baselines, index = flat
+    if keep_prob == 0.5:
+        design = SignDesign(k, generator, inputs.device)
+        return mask_gradient(
+            runner,
+            inputs,
+            baselines,
+            index,
+            rows // 2,
+            design,
+            max(1, perturbations_per_eval // 2),
+            show_progress,
+        )
+    design = BernoulliDesign(k, keep_prob, generator, inputs.device)
+    return mask_regression(
+        runner,
+        inputs,
+        baselines,
+        index,
+        rows,
+        design,
+        perturbations_per_eval,
+        show_progress,
+    )
 
 
 def _float_proxies(xs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:

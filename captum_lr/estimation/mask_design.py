@@ -174,3 +174,73 @@ class SignDesign:
         rows = perm[local, samples % n]
         out = hadamard_signs(rows, cols[local]) * col_signs[local]
         return out.to(dtype)
+
+
+class BernoulliDesign:
+    r"""
+    Independent keep masks for ``k`` feature groups: every group of every
+    sample is kept with probability ``keep_prob``, the masks of
+    :class:`~captum_lr.LRMaskGradient` at a keep probability other than 1/2
+    (:func:`~captum_lr.estimation.masking.mask_regression`).
+
+    A group of a sample is kept when a 32-bit hash of the design's seed, the
+    sample's index and the group's index falls below ``keep_prob * 2**32``
+    (so the probability is ``keep_prob`` to within ``2**-32``; the exact value
+    is :attr:`keep_prob`). Like :class:`SignDesign` the masks are built on
+    ``device`` and depend on the seed and the sample's index only, never on
+    how the samples are chunked or on the device.
+
+    Args:
+
+        groups (int): The number of feature groups ``k`` (at least 1).
+        keep_prob (float): The probability that a group is kept, in (0, 1).
+        generator (torch.Generator): A CPU generator; two 32-bit words drawn
+                    from it at construction are the design's seed.
+        device (torch.device): Where the masks are built and returned.
+
+    Examples::
+
+        >>> design = BernoulliDesign(5, 0.7, torch.Generator().manual_seed(0), "cpu")
+        >>> design.masks(0, 4)  # (4, 5) bool, each True with probability 0.7
+    """
+
+    def __init__(
+        self,
+        groups: int,
+        keep_prob: float,
+        generator: torch.Generator,
+        device: torch.device | str,
+    ) -> None:
+        if groups < 1:
+            raise ValueError(f"BernoulliDesign needs at least one group, got {groups}.")
+        if not 0.0 < keep_prob < 1.0:
+            raise ValueError(f"keep_prob must be in (0, 1), got {keep_prob}.")
+        self.groups = groups
+        self.threshold = min(max(round(keep_prob * 2**32), 1), 2**32 - 1)
+        self.keep_prob = self.threshold / 2**32
+        self.device = torch.device(device)
+        seed = torch.randint(0, 1 << 32, (2,), generator=generator).tolist()
+        self._seed = (int(seed[0]), int(seed[1]))
+
+    def masks(self, start: int, stop: int) -> Tensor:
+        r"""The keep masks of samples ``start`` to ``stop - 1``.
+
+        Args:
+
+            start (int): The first sample's index (at least 0).
+            stop (int): One past the last sample's index (above ``start``).
+
+        Returns:
+            *Tensor*: ``(stop - start, k)`` bool on the design's device; the
+            same for a sample whatever the range it is asked in.
+        """
+        if start < 0 or stop <= start:
+            raise ValueError(
+                f"BernoulliDesign.masks needs 0 <= start < stop; got {start}:{stop}."
+            )
+        samples = torch.arange(start, stop, device=self.device).view(-1, 1)
+        h = _mix32((samples & _MASK32) ^ self._seed[0])
+        h = _mix32(h ^ ((samples >> 32) & _MASK32) ^ self._seed[1])
+        group = torch.arange(self.groups, device=self.device)
+        h = _mix32(h ^ _mix32(group * 0x9E3779B9 & _MASK32))
+        return h < self.threshold

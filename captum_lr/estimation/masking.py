@@ -14,8 +14,13 @@ signs ``s = 2m - 1`` it reads ``B_G = E[f(s) s_G] * 2``; :func:`mask_gradient`
 evaluates every sign vector and its negation (a foldover pair, two rows) and
 averages ``(f(s) - f(-s)) * s_G``, which cancels every even-order interaction
 between groups exactly, and draws the signs from :class:`SignDesign`
-(orthogonal within blocks). The perturbations are large (whole groups switch
-between the input and the baseline), so this is the region map of a model's
+(orthogonal within blocks). At another keep probability ``p``,
+:func:`mask_regression` estimates ``dF/dp_G`` at ``p``, the **p-binomial
+semivalue** (marginal contributions of ``G`` weighted by ``p^|S| (1 -
+p)^(k - 1 - |S|)`` over the subsets ``S`` of the other groups), by least
+squares with an intercept on independent Bernoulli(p) masks. The
+perturbations are large (whole groups switch between the input and the
+baseline), so this is the region map of a model's
 behaviour off its input, not a local gradient.
 """
 
@@ -28,7 +33,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from captum_lr.estimation.mask_design import SignDesign
+from captum_lr.estimation.mask_design import BernoulliDesign, SignDesign
 from captum_lr.estimation.queries import QueryRunner
 
 
@@ -140,7 +145,7 @@ def mask_gradient(
             "the groups explain one by one (check the baselines, the target and "
             "the feature mask).",
             ConstantMaskOutputWarning,
-            stacklevel=4,  # mask_gradient < attribute < log_usage < caller
+            stacklevel=5,  # mask_gradient < _estimate < attribute < log_usage < caller
         )
     elif unknown:
         if n_pairs == 1:
@@ -158,7 +163,7 @@ def mask_gradient(
         warnings.warn(
             f"the standard errors are inf: {why}.",
             MaskStderrWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
     return MaskEstimate(values, stderr)
 
@@ -241,3 +246,111 @@ def mask_stderr(
     if moved is not None and n < big_n:
         var = torch.where(moved.view(-1, 1), var, torch.inf)
     return var.sqrt()
+
+
+def mask_regression(
+    runner: QueryRunner,
+    inputs: Tensor,
+    baselines: Tensor,
+    group_index: Tensor,
+    n_rows: int,
+    design: BernoulliDesign,
+    rows_per_call: int,
+    show_progress: bool = False,
+) -> MaskEstimate:
+    r"""
+    Estimates each feature group's p-binomial semivalue ``dF/dp_G`` at ``p =
+    design.keep_prob`` from ``n_rows`` masked queries per row: the
+    coefficients of the least-squares fit ``f(m) ~ c + sum_G v_G m_G`` on
+    independent Bernoulli(p) keep masks ``m``.
+
+    Under independent masks the population coefficient of group ``G`` is
+    ``Cov(f, m_G) / Var(m_G) = E[f | m_G = 1] - E[f | m_G = 0] = dF/dp_G``:
+    the likelihood-ratio gradient ``E[f (m_G - p)] / (p (1 - p))`` with the
+    additive fit as its control variate (the fit absorbs the other groups'
+    effects), cross-fitted on halves of the rows so that the estimate is
+    unbiased, with standard errors from the spread of the cross-fitted terms
+    (:func:`regression_estimate`).
+
+    Args:
+
+        runner (QueryRunner): Sends flat rows to the forward function.
+        inputs (Tensor): ``(rows, d)`` flat inputs, any dtype.
+        baselines (Tensor): ``(rows, d)`` flat baselines, the dtype of
+                    ``inputs``.
+        group_index (Tensor): ``(d,)`` or ``(rows, d)`` group ids, as for
+                    :func:`mask_gradient`.
+        n_rows (int): Masked queries per row: more than ``2 (k + 1)``.
+        design (BernoulliDesign): The masks of the ``k`` groups.
+        rows_per_call (int): Masks per row built at once.
+        show_progress (bool, optional): A tqdm bar over the rows.
+                    Default: False
+
+    Returns:
+        *MaskEstimate*: values and standard errors, ``(rows, k)``, float64.
+    """
+    batch, dim = inputs.shape
+    owners = torch.arange(batch, device=inputs.device)
+    masks, scores = [], []
+    bar = tqdm(total=n_rows * batch, disable=not show_progress, unit="row")
+    for start in range(0, n_rows, rows_per_call):
+        m = design.masks(start, min(start + rows_per_call, n_rows))  # (r, k)
+        keep = m[:, group_index]
+        keep = keep.unsqueeze(1) if keep.dim() == 2 else keep
+        rows = torch.where(keep, inputs, baselines)  # (r, rows, d)
+        out = runner(rows.reshape(-1, dim), owners.repeat(m.shape[0]))
+        scores.append(out.view(m.shape[0], batch).to(torch.float64))
+        masks.append(m)
+        bar.update(m.shape[0] * batch)
+    bar.close()
+    runner.check_finite(
+        "check the model on masked inputs (parts of the inputs replaced by the "
+        "baselines)"
+    )
+    return regression_estimate(torch.cat(masks), torch.cat(scores), design.keep_prob)
+
+
+def regression_estimate(
+    masks: Tensor, scores: Tensor, keep_prob: float | None = None
+) -> MaskEstimate:
+    r"""
+    Each group's ``dF/dp_G`` from Bernoulli(p) keep masks: the likelihood
+    ratio with a cross-fitted additive control variate, and standard errors
+    (see :func:`mask_regression`).
+
+    The rows are split in two halves (even and odd indices); the least-squares
+    fit ``h(m) = c + sum_H v_H m_H`` of one half is the control variate of the
+    other: ``v_G + mean_i (f_i - h(m_i)) (m_iG - p) / (p (1 - p))``, exactly
+    unbiased whatever the fit (``E[h(m) (m_G - p)] / (p (1 - p)) = v_G``
+    under independent masks); the two halves' estimates are averaged. Given
+    the other half's fit, each half's estimate is a mean of independent
+    terms; the standard error is that of the average of the two means (from
+    the spread of the terms within each half), ``inf`` for a group that every
+    mask kept or every mask dropped.
+
+    Args:
+
+        masks (Tensor): ``(n, k)`` bool keep masks, ``n > 2 (k + 1)``.
+        scores (Tensor): ``(n, rows)`` the outputs, one column per input row.
+        keep_prob (float): The masks' keep probability ``p``.
+
+    Returns:
+        *MaskEstimate*: ``(rows, k)`` values and standard errors, float64.
+    """
+    n, k = masks.shape
+    design = torch.cat([torch.ones_like(masks[:, :1]), masks], 1).to(scores)
+    p = masks.double().mean() if keep_prob is None else keep_prob
+    halves = (torch.arange(n, device=masks.device) % 2).bool()
+    values = torch.zeros((k, scores.shape[1]), dtype=scores.dtype, device=scores.device)
+    var = torch.zeros_like(values)
+    for fit, use in ((halves, ~halves), (~halves, halves)):
+        v = torch.linalg.pinv(design[fit], rcond=1e-10) @ scores[fit]  # (k + 1, rows)
+        weights = (design[use, 1:] - p) / (p * (1 - p))  # (m, k)
+        resid = scores[use] - design[use] @ v  # (m, rows)
+        m = resid.shape[0]
+        mean = weights.T @ resid / m  # (k, rows): the half's correction
+        values += v[1:] + mean
+        var += (weights.square().T @ resid.square() / m - mean.square()) / (m - 1)
+    moves = (masks.any(0) & ~masks.all(0)).view(-1, 1)
+    stderr = torch.where(moves, var.clamp_min(0).sqrt() / 2, torch.inf)
+    return MaskEstimate((values / 2).T.contiguous(), stderr.T.contiguous())

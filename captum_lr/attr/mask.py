@@ -49,6 +49,15 @@ class LRMaskGradient(PerturbationAttribution):
     linear in the groups once a block of ``2N`` rows is complete, ``N`` the
     smallest power of two at least the number of groups).
 
+    ``keep_prob`` chooses the estimand: at a keep probability ``p`` other than
+    1/2 the derivative is the group's **p-binomial semivalue** (its marginal
+    contributions over subsets of the other groups weighted by ``p^|S| (1 -
+    p)^(k - 1 - |S|)``; ``p`` near 1 measures what removing the group from the
+    nearly whole input costs), estimated without bias by a cross-fitted
+    regression on independent masks
+    (:func:`~captum_lr.estimation.masking.mask_regression`); a tuple of keep
+    probabilities splits the rows and averages their semivalues.
+
     Unlike the gradient classes it explains large perturbations: use it for
     region maps of images (a :class:`~captum_lr.Grid` feature mask and a
     blurred baseline, :func:`~captum_lr.blur_baseline`; the most faithful

@@ -103,7 +103,7 @@ class LREstimator:
         sigma (float or str, optional): The noise scale. A positive float is used
                     as is for every input tensor; ``"auto"`` uses, for
                     coordinate sweeps, ``5e-3`` times each coordinate's own
-                    magnitude, at least ``0.1`` times its input tensor's root
+                    magnitude, at least ``0.5`` times its input tensor's root
                     mean square in the example (a step that follows each
                     feature's scale, as numerical differentiation does, so a
                     feature of scale 1 next to one of scale 100 is not stepped

@@ -69,8 +69,11 @@ def assign_streams(
     return (torch.zeros_like(rows) if shared else rows), rows
 
 
-COORDINATE_FLOOR = 0.1
-r"""A coordinate's step is at least this share of its tensor's RMS step."""
+COORDINATE_FLOOR = 0.5
+r"""A coordinate's step is at least this share of its tensor's RMS step:
+smaller floors step zero-valued features too finely for float32 outputs of
+a few hundred (Captum's layer tests), larger ones step 0/1 features next
+to large ones too coarsely (Captum's Titanic model)."""
 
 
 def rms_sigmas(

@@ -1,5 +1,5 @@
 """LRMaskGradient at keep probabilities other than 1/2: the p-binomial
-semivalue by cross-fitted regression on independent Bernoulli(p) masks, and
+semivalue by a cross-fitted regression on independent Bernoulli(p) masks, and
 mixtures of keep probabilities.
 
 The reference is the semivalue by enumeration of every subset of groups.
@@ -82,7 +82,7 @@ def test_additive_output_is_exact_with_zero_stderr():
     c = torch.randn(k, generator=torch.Generator().manual_seed(2)).double()
     explainer = LRMaskGradient(lambda z: z.double() @ c + 3.0, seed=0)
     x = torch.ones(2, k, dtype=torch.float64)
-    # 50 rows a half: every group both kept and dropped in each half
+    # 90 rows a fit: every group both kept and dropped in each fit
     got = explainer.attribute(x, n_samples=100, keep_prob=0.8)
     torch.testing.assert_close(got, c.expand(2, k))
     assert explainer.last_stderr.abs().max() < 1e-6
@@ -135,7 +135,7 @@ def test_errors_say_what_to_change():
     with pytest.raises(TypeError, match="keep_prob"):
         explainer.attribute(x, n_samples=40, keep_prob="0.7")
     with pytest.raises(ValueError, match="raise n_samples"):
-        explainer.attribute(x, n_samples=12, keep_prob=0.7)
+        explainer.attribute(x, n_samples=6, keep_prob=0.7)  # 5 groups: > 6.7
     with pytest.raises(ValueError, match="must be even"):
         explainer.attribute(x, n_samples=41, keep_prob=0.5)
     assert explainer.queries == 0

@@ -232,9 +232,9 @@ class LRMaskGradient(PerturbationAttribution):
                         the other groups weighted by ``p^|S| (1 - p)^(k - 1 -
                         |S|)``: ``p`` near 1 weighs removing the group from
                         the nearly whole input), by least squares with an
-                        intercept on independent masks (cross-fitted:
-                        unbiased), which needs more than ``2 (k + 1)`` rows
-                        for ``k`` groups. A tuple splits
+                        intercept on independent masks (cross-fitted over
+                        ten folds: unbiased), which needs more than ``10 (k
+                        + 1) / 9`` rows for ``k`` groups. A tuple splits
                         ``n_samples`` equally between its values and returns
                         the mean of their semivalues: ``(0.5, 0.7)`` is the
                         mean of the Banzhaf value and the 0.7-semivalue.
@@ -358,14 +358,16 @@ def _split_rows(n_samples: int, probs: tuple[float, ...]) -> list[int]:
 
 
 def _check_regression_rows(n_samples: int, probs: tuple[float, ...], k: int) -> None:
-    """A keep probability other than 1/2 needs more than ``2 (k + 1)`` rows."""
+    """A keep probability other than 1/2 needs more than ``10 (k + 1) / 9``
+    rows (a regression on 9 of 10 folds)."""
     rows = _split_rows(n_samples, probs)
     for p, r in zip(probs, rows):
-        if p != 0.5 and r <= 2 * (k + 1):
+        if p != 0.5 and 9 * r <= 10 * (k + 1):
             raise ValueError(
-                f"keep_prob={p} fits a regression on {k} groups in two halves "
-                f"and needs more than {2 * (k + 1)} of the rows; it gets {r} of "
-                f"n_samples={n_samples}: raise n_samples or use keep_prob=0.5."
+                f"keep_prob={p} fits a regression on {k} groups on 9 of 10 "
+                f"folds and needs more than {10 * (k + 1) // 9} of the rows; it "
+                f"gets {r} of n_samples={n_samples}: raise n_samples or use "
+                "keep_prob=0.5."
             )
         if p == 0.5 and r < 2:
             raise ValueError(

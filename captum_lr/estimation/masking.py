@@ -268,7 +268,7 @@ def mask_regression(
     ``Cov(f, m_G) / Var(m_G) = E[f | m_G = 1] - E[f | m_G = 0] = dF/dp_G``:
     the likelihood-ratio gradient ``E[f (m_G - p)] / (p (1 - p))`` with the
     additive fit as its control variate (the fit absorbs the other groups'
-    effects), cross-fitted on halves of the rows so that the estimate is
+    effects), cross-fitted over ten folds of the rows so that the estimate is
     unbiased, with standard errors from the spread of the cross-fitted terms
     (:func:`regression_estimate`).
 
@@ -280,7 +280,7 @@ def mask_regression(
                     ``inputs``.
         group_index (Tensor): ``(d,)`` or ``(rows, d)`` group ids, as for
                     :func:`mask_gradient`.
-        n_rows (int): Masked queries per row: more than ``2 (k + 1)``.
+        n_rows (int): Masked queries per row: more than ``10 (k + 1) / 9``.
         design (BernoulliDesign): The masks of the ``k`` groups.
         rows_per_call (int): Masks per row built at once.
         show_progress (bool, optional): A tqdm bar over the rows.
@@ -311,28 +311,34 @@ def mask_regression(
 
 
 def regression_estimate(
-    masks: Tensor, scores: Tensor, keep_prob: float | None = None
+    masks: Tensor, scores: Tensor, keep_prob: float | None = None, folds: int = 10
 ) -> MaskEstimate:
     r"""
     Each group's ``dF/dp_G`` from Bernoulli(p) keep masks: the likelihood
     ratio with a cross-fitted additive control variate, and standard errors
     (see :func:`mask_regression`).
 
-    The rows are split in two halves (even and odd indices); the least-squares
-    fit ``h(m) = c + sum_H v_H m_H`` of one half is the control variate of the
-    other: ``v_G + mean_i (f_i - h(m_i)) (m_iG - p) / (p (1 - p))``, exactly
-    unbiased whatever the fit (``E[h(m) (m_G - p)] / (p (1 - p)) = v_G``
-    under independent masks); the two halves' estimates are averaged. Given
-    the other half's fit, each half's estimate is a mean of independent
-    terms; the standard error is that of the average of the two means (from
-    the spread of the terms within each half), ``inf`` for a group that every
-    mask kept or every mask dropped.
+    The rows are dealt into ``folds`` folds (row ``i`` to fold ``i mod
+    folds``); the least-squares fit ``h(m) = c + sum_H v_H m_H`` on the other
+    folds is the control variate of a fold's rows, each of which contributes
+    ``v_G + (f_i - h(m_i)) (m_iG - p) / (p (1 - p))``: exactly unbiased
+    whatever the fit, since ``E[h(m) (m_G - p)] / (p (1 - p)) = v_G`` under
+    independent masks. The estimate is the mean of the ``n`` terms; its
+    standard error is their spread over ``sqrt(n)`` (given the fits the terms
+    are independent), ``inf`` for a group that every mask kept or every mask
+    dropped. With most rows in every fit, the control variate is nearly the
+    least-squares fit on all rows (which is biased by ``O(1/n)`` for outputs
+    that are not additive).
 
     Args:
 
-        masks (Tensor): ``(n, k)`` bool keep masks, ``n > 2 (k + 1)``.
+        masks (Tensor): ``(n, k)`` bool keep masks, ``n (folds - 1) / folds >
+                    k + 1``.
         scores (Tensor): ``(n, rows)`` the outputs, one column per input row.
-        keep_prob (float): The masks' keep probability ``p``.
+        keep_prob (float, optional): The masks' keep probability ``p``.
+                    Default: the masks' mean
+        folds (int, optional): Folds of the cross-fit (at least 2).
+                    Default: 10
 
     Returns:
         *MaskEstimate*: ``(rows, k)`` values and standard errors, float64.
@@ -340,17 +346,24 @@ def regression_estimate(
     n, k = masks.shape
     design = torch.cat([torch.ones_like(masks[:, :1]), masks], 1).to(scores)
     p = masks.double().mean() if keep_prob is None else keep_prob
-    halves = (torch.arange(n, device=masks.device) % 2).bool()
-    values = torch.zeros((k, scores.shape[1]), dtype=scores.dtype, device=scores.device)
-    var = torch.zeros_like(values)
-    for fit, use in ((halves, ~halves), (~halves, halves)):
-        v = torch.linalg.pinv(design[fit], rcond=1e-10) @ scores[fit]  # (k + 1, rows)
+    fold = torch.arange(n, device=masks.device) % folds
+    total = torch.zeros((k, scores.shape[1]), dtype=scores.dtype, device=scores.device)
+    squares = torch.zeros_like(total)
+    for j in range(min(folds, n)):
+        use = fold == j
+        fit = torch.linalg.pinv(design[~use], rcond=1e-10) @ scores[~use]
         weights = (design[use, 1:] - p) / (p * (1 - p))  # (m, k)
-        resid = scores[use] - design[use] @ v  # (m, rows)
+        resid = scores[use] - design[use] @ fit  # (m, rows)
         m = resid.shape[0]
-        mean = weights.T @ resid / m  # (k, rows): the half's correction
-        values += v[1:] + mean
-        var += (weights.square().T @ resid.square() / m - mean.square()) / (m - 1)
+        correction = weights.T @ resid  # (k, rows): the sum of the fold's
+        total += m * fit[1:] + correction
+        squares += (
+            m * fit[1:].square()
+            + 2 * fit[1:] * correction
+            + weights.square().T @ resid.square()
+        )
+    mean = total / n
+    var = (squares / n - mean.square()).clamp_min(0) / (n - 1)
     moves = (masks.any(0) & ~masks.all(0)).view(-1, 1)
-    stderr = torch.where(moves, var.clamp_min(0).sqrt() / 2, torch.inf)
-    return MaskEstimate((values / 2).T.contiguous(), stderr.T.contiguous())
+    stderr = torch.where(moves, var.sqrt(), torch.inf)
+    return MaskEstimate(mean.T.contiguous(), stderr.T.contiguous())

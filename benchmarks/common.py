@@ -169,6 +169,26 @@ def write_results(name: str, payload: dict, module: str | None = None) -> Path:
     return path
 
 
+def merge_parts(
+    paths: list[str], out: str, summarise, keep: tuple[str, ...] = ()
+) -> dict:
+    """One results file from the records of several part runs (photos or
+    budgets run in separate processes): ``summarise(records, budgets,
+    show=True)`` re-tables them, each part's command, machine and date are
+    kept under ``merged_from``, and the first part's ``keep`` keys are copied."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    records = [r for part in parts for r in part["records"]]
+    budgets = sorted({r["budget"] for r in records})
+    summary = summarise(records, budgets, show=True)
+    for key in keep:
+        summary[key] = parts[0].get(key)
+    summary["merged_from"] = [
+        {k: part[k] for k in ("command", "machine", "date")} for part in parts
+    ]
+    write_results(out, summary)
+    return summary
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--images", default="eval", help="tune, eval, natural, all or a,b,c")

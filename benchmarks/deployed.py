@@ -32,10 +32,8 @@ predicts."""
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +46,7 @@ from benchmarks.common import (
     load_model,
     load_photo,
     mean_se,
+    merge_parts,
     print_table,
     write_results,
 )
@@ -442,16 +441,8 @@ def summarise(records, budgets, show=False) -> dict:
 
 
 def merge(paths: list[str], out: str) -> dict:
-    parts = [json.loads(Path(p).read_text()) for p in paths]
-    records = [r for part in parts for r in part["records"]]
-    budgets = sorted({r["budget"] for r in records})
-    summary = summarise(records, budgets, show=True)
-    summary["settings"] = parts[0].get("settings")
-    summary["merged_from"] = [
-        {k: part[k] for k in ("command", "machine", "date")} for part in parts
-    ]
-    write_results(out, summary)
-    return summary
+    """One table from the records of several part runs."""
+    return merge_parts(paths, out, summarise, keep=("settings",))
 
 
 def main() -> None:

@@ -13,9 +13,7 @@ of the class lite2 predicts at this resolution."""
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import torch
 
@@ -26,6 +24,7 @@ from benchmarks.common import (
     load_model,
     make_task,
     mean_se,
+    merge_parts,
     print_table,
     write_results,
 )
@@ -178,17 +177,8 @@ def summarise(records, budgets, show=False) -> dict:
 
 
 def merge(paths: list[str], out: str) -> dict:
-    """One table from the records of several runs (e.g. photos or budgets run
-    in separate processes); each part's command, machine and date are kept."""
-    parts = [json.loads(Path(p).read_text()) for p in paths]
-    records = [r for part in parts for r in part["records"]]
-    budgets = sorted({r["budget"] for r in records})
-    summary = summarise(records, budgets, show=True)
-    summary["merged_from"] = [
-        {k: part[k] for k in ("command", "machine", "date")} for part in parts
-    ]
-    write_results(out, summary)
-    return summary
+    """One table from the records of several part runs."""
+    return merge_parts(paths, out, summarise)
 
 
 def main() -> None:

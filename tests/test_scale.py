@@ -252,9 +252,12 @@ def test_blackbox_budget_is_shared_by_the_workers(tmp_path):
             make, rows, output=tmp_path / "out", num_workers=2, batch_size=1,
             show_progress=False,
         )  # fmt: skip
-    assert _paid(log) <= cap
+    paid = _paid(log)
+    assert 2 * per_example < paid <= cap  # the budget was spent, never overrun
     written = load_attributions(tmp_path / "out")
-    assert len(written) == 3 and "refused" in str(err.value)
+    # Two workers share the cap: when it runs out both may be midway through
+    # an example, so two or three examples are complete, never more.
+    assert len(written) in (2, 3) and "refused" in str(err.value)
 
 
 def test_a_killed_worker_is_restarted_and_nothing_is_paid_twice(tmp_path):

@@ -276,6 +276,29 @@ def test_selector_with_several_values_per_example_is_refused():
         )
 
 
+def test_a_selector_summing_over_the_batch_gives_each_examples_gradient():
+    # Captum's docs allow a callable returning one value for the whole batch
+    # ("the sum of the neurons in the layer"); autograd then gives each
+    # example the gradient of its own share.
+    net = MLP().double()
+    select = lambda out: torch.sum(out[:, 1:4])  # noqa: E731
+    want = NeuronGradient(net, net.act).attribute(X64, select)
+    got = LRNeuronGradient(no_grad(net), net.act).attribute(X64, select)
+    assert rel_err(got, want) < F64_RTOL
+    want = NeuronIntegratedGradients(net, net.act).attribute(X64, select, n_steps=4)
+    est = LREstimator(n_samples=8)
+    lr = LRNeuronIntegratedGradients(no_grad(net), net.act, estimator=est)
+    assert rel_err(lr.attribute(X64, select, n_steps=4), want) < F64_RTOL
+
+
+def test_a_selector_averaging_over_the_batch_is_refused():
+    net = MLP().double()
+    with pytest.raises(ValueError, match="not the sum of its values on each row"):
+        LRNeuronGradient(no_grad(net), net.act).attribute(
+            X64, lambda out: out[:, 1].mean()
+        )
+
+
 def test_integer_inputs_are_refused_with_a_pointer_to_layer_methods():
     net = torch.nn.Sequential(torch.nn.Embedding(10, 3), torch.nn.Flatten())
     with pytest.raises(ValueError, match="dtype torch.int64"):

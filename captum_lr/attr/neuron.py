@@ -48,7 +48,7 @@ from torch.nn import Module
 from captum_lr.attr.inputs import _check_inputs, _check_positive_int
 from captum_lr.attr.layer import _batch, _LayerUsesEstimator
 from captum_lr.estimation.estimator import LREstimator
-from captum_lr.estimation.layer_queries import NeuronSelector
+from captum_lr.estimation.neuron_select import NeuronSelector
 
 
 class LRNeuronGradient(_LayerUsesEstimator, NeuronGradient):

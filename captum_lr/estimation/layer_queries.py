@@ -52,16 +52,12 @@ from captum._utils.common import (
     _reduce_list,
     _run_forward,
     _sort_key_list,
-    _verify_select_neuron,
 )
 from torch import Tensor
 from torch.nn import Module
 
+from captum_lr.estimation.neuron_select import NeuronSelector, select_neurons
 from captum_lr.estimation.queries import CountingForward
-
-NeuronSelector = Any
-r"""Captum's ``neuron_selector``: an int, a tuple of ints and slices, or a
-callable of the layer's output returning one value per example."""
 
 
 class _StopForward(Exception):
@@ -455,21 +451,7 @@ class NeuronForward:
         if not stopped and self.calls is None:
             self.calls = max(runs.values())
         layer_out = _gather(saved, self.device_ids, self.layer)
-        value = _verify_select_neuron(layer_out, self.neuron_selector)
-        rows = layer_out[0].shape[0]
-        if not isinstance(value, Tensor) or value.dim() == 0:
-            raise ValueError(
-                "neuron_selector must give one value per example (a tensor of "
-                f"shape ({rows},)), not {type(value).__name__} "
-                f"{tuple(getattr(value, 'shape', ()))}."
-            )
-        if value.numel() != rows:
-            raise ValueError(
-                f"neuron_selector gave shape {tuple(value.shape)} for {rows} "
-                "examples; a callable selector must return one value per example "
-                "(sum or select the neurons it aggregates)."
-            )
-        return value.reshape(rows)
+        return select_neurons(layer_out, self.neuron_selector)
 
 
 def _streams(

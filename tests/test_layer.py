@@ -337,6 +337,18 @@ def test_list_of_layers_and_tuple_valued_layers():
         assert rel_err(got, expected) < F64_RTOL, captum_cls
 
 
+def test_a_list_of_chained_layers_gets_each_layers_total_derivative():
+    # l1 feeds act: autograd's gradient with respect to l1's output includes
+    # the path through act, so act's perturbation must not cut it.
+    x = torch.randn(3, 5, dtype=torch.float64)
+    net = MLP().double()
+    layers = [net.l1, net.act, net.l2]
+    for kw in (dict(target=2), dict(target=0, attribute_to_layer_input=True)):
+        expected = LayerGradientXActivation(net, layers).attribute(x, **kw)
+        got = LRLayerGradientXActivation(no_grad(net), layers).attribute(x, **kw)
+        assert rel_err(got, expected) < F64_RTOL, kw
+
+
 def test_a_layer_run_twice_is_differentiated_at_its_last_run_as_in_captum():
     x = torch.randn(3, 4, dtype=torch.float64)
     net = SharedAct().double()

@@ -260,6 +260,14 @@ class LayerForward:
     (``calls=None``, as Captum's LayerIntegratedGradients does), or only at
     the run Captum differentiates, the last of ``calls[i]`` runs.
 
+    With ``additive``, the next ``sum(parts)`` arguments are the activations
+    at the model's inputs, and each hook adds the estimator's step (its row
+    minus that activation) to the activation the forward pass computed,
+    instead of replacing it: a perturbation of an earlier layer then still
+    reaches a later one, so each layer's gradient is the total derivative
+    autograd gives for several layers at once
+    (``compute_layer_gradients_and_eval`` with a list of layers).
+
     Args:
 
         forward_fn (Callable): The model's forward function (not counted).
@@ -269,6 +277,8 @@ class LayerForward:
         calls (list[int], optional): Runs of each layer per forward pass; the
                     last is replaced. None replaces every run.
         device_ids (list[int], optional): The DataParallel device order.
+        additive (bool, optional): Add each row's step to the computed
+                    activation instead of replacing it.
     """
 
     def __init__(
@@ -279,6 +289,7 @@ class LayerForward:
         attribute_to_layer_input: bool = False,
         calls: list[int] | None = None,
         device_ids: list[int] | None = None,
+        additive: bool = False,
     ) -> None:
         self.forward_fn = unwrap_forward(forward_fn)
         self.layers = layers
@@ -286,6 +297,7 @@ class LayerForward:
         self.attribute_to_layer_input = attribute_to_layer_input
         self.calls = calls
         self.device_ids = _device_ids(forward_fn, device_ids)
+        self.additive = additive
 
     def _by_device(self, acts: tuple[Tensor, ...]) -> dict[Any, tuple[Tensor, ...]]:
         if self.device_ids is None or len(self.device_ids) <= 1:
@@ -297,7 +309,8 @@ class LayerForward:
 
     def __call__(self, *args: Any) -> Any:
         k = sum(self.parts)
-        acts, rest = args[:k], args[k:]
+        carried = 2 * k if self.additive else k
+        acts, rest = args[:carried], args[carried:]
         by_device = self._by_device(tuple(acts))
         lock = threading.Lock()
         runs: list[dict[Any, int]] = [{} for _ in self.layers]
@@ -318,6 +331,12 @@ class LayerForward:
                 if rows is None:
                     rows = next(iter(by_device.values()))
                 mine = rows[starts[i] : starts[i] + self.parts[i]]
+                if self.additive:  # step = row - activation at the inputs
+                    bases = rows[k + starts[i] : k + starts[i] + self.parts[i]]
+                    mine = tuple(
+                        c + (r - b).to(device=c.device, dtype=c.dtype)
+                        for c, r, b in zip(current, mine, bases)
+                    )
                 where = _where(self.attribute_to_layer_input)
                 if len(mine) != len(current):
                     raise ValueError(
@@ -550,6 +569,7 @@ class LayerGradients:
         _check_activations(
             evaluated, layers, inputs[0].shape[0], attribute_to_layer_input
         )
+        several = len(layers) > 1  # a step of one layer must reach the next
         fn = LayerForward(
             forward_fn,
             layers,
@@ -557,9 +577,11 @@ class LayerGradients:
             attribute_to_layer_input,
             calls=evaluated.calls,
             device_ids=device_ids,
+            additive=several,
         )
+        bases = evaluated.flat if several else ()
         flat_grads = self.estimator(
-            fn, evaluated.flat, target_ind, tuple(inputs) + tuple(args or ())
+            fn, evaluated.flat, target_ind, bases + tuple(inputs) + tuple(args or ())
         )
         grads: list[tuple[Tensor, ...]] = []
         start = 0

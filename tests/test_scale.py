@@ -281,17 +281,60 @@ def make_net():
     return _net()
 
 
-def test_ray_forward_equals_the_single_process_attribution():
+@pytest.fixture(scope="module")
+def ray_forward():
+    with RayForward(make_net, num_workers=2, num_cpus_per_worker=0.5) as f:
+        yield f
+
+
+def test_ray_forward_equals_the_single_process_attribution(ray_forward):
     x = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(3))
     est = dict(n_samples=64, seed=0, max_batch_size=256)
     kw = dict(target=1, n_steps=4)
     want = LRIntegratedGradients(_net(), estimator=LREstimator(**est)).attribute(
         x, **kw
     )
-    with RayForward(make_net, num_workers=2, num_cpus_per_worker=0.5) as f:
-        got = LRIntegratedGradients(f, estimator=LREstimator(**est)).attribute(x, **kw)
-        assert f.rows > 0 and f.calls > 0
+    f, rows = ray_forward, ray_forward.rows
+    got = LRIntegratedGradients(f, estimator=LREstimator(**est)).attribute(x, **kw)
+    assert f.rows > rows
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+RAY_CASES = {
+    "saliency": (LRSaliency, {}),
+    "ig": (LRIntegratedGradients, {"n_steps": 3}),
+    "gradshap": (LRGradientShap, {"baselines": torch.zeros(2, *SHAPE)}),
+}
+
+
+def _ray_attribution(cls, fn, kw: dict) -> torch.Tensor:
+    # batches of 8 rows: the probes, then several batches kept in flight
+    est = LREstimator(n_samples=64, seed=0, max_batch_size=8)
+    x = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)  # GradientShap's baselines and path points
+    np.random.seed(0)
+    return cls(fn, estimator=est).attribute(x, target=1, **kw)
+
+
+@pytest.mark.parametrize("case", sorted(RAY_CASES))
+def test_ray_forward_in_flight_equals_one_batch_at_a_time(case, ray_forward):
+    from captum_lr.estimation.queries import AsyncForward
+
+    cls, kw = RAY_CASES[case]
+    assert isinstance(ray_forward, AsyncForward) and ray_forward.max_in_flight == 2
+    want = _ray_attribution(cls, _net(), kw)
+    calls = ray_forward.calls
+    got = _ray_attribution(cls, ray_forward, kw)
+    assert ray_forward.calls - calls > 4
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    ray_forward.max_in_flight = 1  # the same replicas, one batch at a time
+    try:
+        serial = _ray_attribution(cls, ray_forward, kw)
+    finally:
+        ray_forward.max_in_flight = 2
+    assert torch.equal(got, serial)
+    with pytest.raises(ValueError, match="max_in_flight must be an int >= 1"):
+        RayForward(make_net, max_in_flight=0)
 
 
 class _Bomb:

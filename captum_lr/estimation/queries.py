@@ -3,13 +3,16 @@ r"""Batched forward queries: the only place that calls the user's forward functi
 :class:`QueryRunner` sends perturbed rows to the forward function in calls of at
 most ``max_batch_size`` rows, selects each row's target output the way Captum
 does, expands ``additional_forward_args`` to the rows it sends, and checks
-what comes back.
+what comes back. A forward function that can have several calls in flight
+(:class:`AsyncForward`, e.g. :class:`~captum_lr.scale.RayForward`) gets its
+calls through ``submit``, so that the query loop can build the next chunk
+while earlier ones are evaluated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from captum._utils.common import _select_targets
@@ -85,6 +88,54 @@ LABEL_OUTPUT_MESSAGE = (
 )
 
 
+class Pending(Protocol):
+    """A forward call on its way (as ``concurrent.futures.Future``)."""
+
+    def result(self) -> Any:
+        """Waits for the call and returns its output (or raises its error)."""
+        ...
+
+
+@runtime_checkable
+class AsyncForward(Protocol):
+    r"""
+    A forward function that can have several calls in flight.
+
+    ``submit(*args)`` starts the call ``forward(*args)`` and returns at once,
+    with a :class:`Pending` whose ``result()`` is the call's output. The
+    query loop keeps up to ``max_in_flight`` calls submitted, waiting for
+    them in order, and waits for all of them wherever the design or the noise
+    scale adapts; the results are those of calling the function in turn.
+    """
+
+    max_in_flight: int
+
+    def __call__(self, *args: Any) -> Any: ...
+
+    def submit(self, *args: Any) -> Pending: ...
+
+
+class PendingScores:
+    r"""
+    The scores of rows sent with :meth:`QueryRunner.submit`; ``result()``
+    waits for their forward calls (checking each output) and returns one
+    score per row, in order.
+
+    Args:
+
+        parts (list[Callable[[], Tensor]]): Per forward call, a function that
+                    waits for it and returns its rows' scores.
+    """
+
+    def __init__(self, parts: list[Callable[[], Tensor]]) -> None:
+        self.parts = parts
+
+    def result(self) -> Tensor:
+        r"""Returns the ``(m,)`` scores of the rows."""
+        scores = [part() for part in self.parts]
+        return torch.cat(scores) if len(scores) > 1 else scores[0]
+
+
 class CountingForward:
     r"""
     A forward function that counts the rows it is called with.
@@ -127,6 +178,11 @@ class QueryRunner:
         max_batch_size (int): The most rows sent in one call.
         on_rows (Callable[[int], None]): Called with the number of rows of each
                     forward call, before the call (the query counter).
+
+    Attributes:
+
+        max_in_flight (int): The most calls the forward function may have
+                    in flight (1 unless it is an :class:`AsyncForward`).
     """
 
     def __init__(
@@ -167,6 +223,10 @@ class QueryRunner:
         self.args = args
         self.max_batch_size = max_batch_size
         self.on_rows = on_rows
+        self.asynchronous = isinstance(forward_fn, AsyncForward)
+        self.max_in_flight = (
+            max(1, int(forward_fn.max_in_flight)) if self.asynchronous else 1
+        )
         self.bad = torch.zeros((), dtype=torch.long, device=layout.device)
         self.output_eps = 0.0
         r"""The largest machine epsilon of the outputs seen so far."""
@@ -180,20 +240,42 @@ class QueryRunner:
             rows (Tensor): ``(m,)`` long tensor, the original row of each (on
                         the inputs' device).
         """
-        scores = []
+        return self.submit(flat, rows).result()
+
+    def submit(self, flat: Tensor, rows: Tensor) -> PendingScores:
+        r"""
+        Sends the rows of ``flat`` to the forward function and returns their
+        scores on their way: at once for an :class:`AsyncForward`, after the
+        forward calls for other functions. Arguments as for ``__call__``.
+        """
+        parts = []
         for start in range(0, flat.shape[0], self.max_batch_size):
             stop = min(start + self.max_batch_size, flat.shape[0])
-            scores.append(self._call(flat[start:stop], rows[start:stop]))
-        return torch.cat(scores) if len(scores) > 1 else scores[0]
+            parts.append(self._send(flat[start:stop], rows[start:stop]))
+        return PendingScores(parts)
 
-    def _call(self, flat: Tensor, rows: Tensor) -> Tensor:
+    def _send(self, flat: Tensor, rows: Tensor) -> Callable[[], Tensor]:
+        """Starts one forward call; returns a function that waits for it and
+        returns its ``(m,)`` scores."""
         m = flat.shape[0]
         inputs = self.layout.split(flat, self.input_dtypes)
         args = tuple(_rows_of(a, self.batch_size, rows) for a in self.args)
         target = _rows_of(self.target, self.batch_size, rows)
         self.on_rows(m)
         with torch.no_grad():
-            out = self.forward_fn(*inputs, *args)
+            if self.asynchronous:
+                pending = self.forward_fn.submit(*inputs, *args)
+                return lambda: self._wait(pending, m, target)
+            score = self._score(self.forward_fn(*inputs, *args), m, target)
+        return lambda: score
+
+    @torch.no_grad()
+    def _wait(self, pending: Pending, m: int, target: Any) -> Tensor:
+        """Waits for an asynchronous call and returns its ``(m,)`` scores."""
+        return self._score(pending.result(), m, target)
+
+    def _score(self, out: Any, m: int, target: Any) -> Tensor:
+        """Checks one call's output and selects its ``(m,)`` scores."""
         if not isinstance(out, Tensor):
             try:
                 out = torch.as_tensor(out)

@@ -1,6 +1,8 @@
 r"""A forward function backed by a pool of Ray actors, each holding a model
 replica: each batch the estimator sends is split into one contiguous chunk
-per actor, evaluated in parallel and put back together in order."""
+per actor, evaluated in parallel and put back together in order. The
+estimator keeps several batches in flight (``submit``), so that the actors
+have the next chunk queued while the driver draws noise and adds up."""
 
 from __future__ import annotations
 
@@ -52,6 +54,29 @@ def _split(args: tuple[Any, ...], rows: int, parts: int) -> list[tuple[Any, ...]
     return chunks
 
 
+class RayResult:
+    r"""
+    The output of a :meth:`RayForward.submit` call on its way.
+
+    Args:
+
+        refs (list): The Ray object references of the chunks' outputs, in
+                    order.
+        device (torch.device): Where the output goes.
+    """
+
+    def __init__(self, refs: list[Any], device: torch.device) -> None:
+        self.refs = refs
+        self.device = device
+
+    def result(self) -> Tensor:
+        r"""Waits for every chunk; returns the outputs of all rows, in order."""
+        import ray
+
+        outs = ray.get(self.refs)
+        return torch.from_numpy(np.concatenate(outs, axis=0)).to(self.device)
+
+
 class RayForward:
     r"""
     A forward function whose rows are evaluated by a pool of Ray actors, each
@@ -62,9 +87,15 @@ class RayForward:
     Each call splits its rows into one contiguous chunk per actor (calls with
     fewer than ``min_rows_per_worker`` rows per actor use fewer actors),
     evaluates the chunks in parallel and returns the outputs in order, on the
-    first input's device. Give the estimator a large ``max_batch_size``
-    (e.g. 128 rows per worker) so that each call carries enough rows to
-    split: the estimator sends one batch at a time. The model must be
+    first input's device. Give the estimator a ``max_batch_size`` of a few
+    dozen rows per worker or more (e.g. 32 to 128) so that each call carries
+    enough rows to split. The estimator keeps up to ``max_in_flight`` batches
+    in flight (:meth:`submit`): each actor has its next chunk queued while
+    the driver draws noise and adds up, except where the estimator adapts
+    its noise scale or design (it waits for every batch there); memory grows
+    with ``max_in_flight`` batches, not with ``n_samples``. The input
+    attribution classes can use it; the layer and neuron classes hook modules
+    of a model in this process, which the actors do not run. The model must be
     deterministic row by row; a seeded attribution then equals the
     single-process one up to float summation order. Actors that die are
     restarted and their chunk retried (the forward function is pure). Uses
@@ -89,11 +120,16 @@ class RayForward:
                     Default: 8
         max_restarts (int, optional): Restarts of a dead actor.
                     Default: 2
+        max_in_flight (int, optional): The most batches the estimator keeps
+                    in flight (1: one at a time).
+                    Default: 2
 
     Attributes:
 
-        rows (int): Rows evaluated so far.
+        rows (int): Rows sent so far.
         calls (int): Calls so far.
+        max_in_flight (int): As the argument; read when an attribution
+                    starts.
 
     Examples::
 
@@ -112,6 +148,7 @@ class RayForward:
         threads_per_worker: int | None = None,
         min_rows_per_worker: int = 8,
         max_restarts: int = 2,
+        max_in_flight: int = 2,
     ) -> None:
         import ray
 
@@ -119,6 +156,7 @@ class RayForward:
 
         _check_count("num_workers", num_workers)
         _check_count("min_rows_per_worker", min_rows_per_worker)
+        _check_count("max_in_flight", max_in_flight)
         _check_picklable(make_model)
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
@@ -134,6 +172,7 @@ class RayForward:
             for _ in range(num_workers)
         ]
         self.min_rows_per_worker = min_rows_per_worker
+        self.max_in_flight = max_in_flight
         self.rows = self.calls = 0
         self._next = 0
 
@@ -150,8 +189,17 @@ class RayForward:
             *Tensor*: the model's output for every row, in order, on the first
             input's device.
         """
-        import ray
+        return self.submit(*args).result()
 
+    def submit(self, *args: Any) -> RayResult:
+        r"""
+        Sends the rows of ``args`` to the actors and returns at once (the
+        estimator's asynchronous calls, ``captum_lr.estimation.queries.
+        AsyncForward``). Arguments as for ``__call__``.
+
+        Returns:
+            *RayResult*: ``result()`` waits for the output.
+        """
         if not self.actors:
             raise RuntimeError("this RayForward is closed.")
         first = args[0]
@@ -164,11 +212,9 @@ class RayForward:
             self.actors[(start + i) % len(self.actors)].forward.remote(*c)
             for i, c in enumerate(chunks)
         ]
-        outs = ray.get(refs)
         self.rows += rows
         self.calls += 1
-        out = torch.from_numpy(np.concatenate(outs, axis=0))
-        return out.to(first.device)
+        return RayResult(refs, first.device)
 
     def close(self) -> None:
         r"""Stops the actors."""
@@ -187,5 +233,5 @@ class RayForward:
     def __repr__(self) -> str:
         return (
             f"RayForward(num_workers={len(self.actors)}, rows={self.rows}, "
-            f"calls={self.calls})"
+            f"calls={self.calls}, max_in_flight={self.max_in_flight})"
         )

@@ -62,7 +62,6 @@ from captum._utils.common import (
     _select_targets,
 )
 
-from captum_lr.attr.layer import _layers
 from captum_lr.attr.rerouting import (
     _LOCK,
     _SWITCHED,
@@ -74,7 +73,7 @@ from captum_lr.attr.rerouting import (
     release,
 )
 from captum_lr.estimation.estimator import LREstimator
-from captum_lr.estimation.layer_queries import layer_eval
+from captum_lr.estimation.layer_queries import activation_at_inputs, layers_of
 
 
 class NeedsAutogradError(RuntimeError):
@@ -222,14 +221,14 @@ def _layer_reference(
     to_input = arguments.get(
         "attribute_to_layer_input", arguments.get("attribute_to_neuron_input", False)
     )
-    return layer_eval(
+    return activation_at_inputs(
         engine.counted(method.forward_func),
-        _format_tensor_into_tuples(arguments["inputs"]),
-        _layers(method.layer),
-        _format_additional_forward_args(arguments.get("additional_forward_args")),
+        arguments["inputs"],
+        method.layer,
+        arguments.get("additional_forward_args"),
         getattr(method, "device_ids", None),
         bool(to_input),
-    ).flat
+    )
 
 
 def _with_streams(
@@ -288,7 +287,7 @@ def _path_gradient_func(original: Callable[..., Any]) -> Callable[..., Any]:
         parts = (num_outputs_cumsum[1:] - num_outputs_cumsum[:-1]).tolist()
         return engine.layer_path_gradient_func(
             self.forward_func,
-            _layers(self.layer),
+            layers_of(self.layer),
             [int(p) for p in parts],
             attribute_to_layer_input,
             self.device_ids,

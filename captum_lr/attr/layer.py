@@ -65,7 +65,6 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from captum._utils.common import (
-    _format_additional_forward_args,
     _format_tensor_into_tuples,
 )
 from captum._utils.typing import BaselineType, TargetType
@@ -87,11 +86,11 @@ from captum_lr.attr.rerouting import (
     rerouted,
 )
 from captum_lr.estimation.estimator import LREstimator
-from captum_lr.estimation.layer_queries import LayerGradients, layer_eval
-
-
-def _layers(layer: Module | list[Module]) -> list[Module]:
-    return [layer] if isinstance(layer, Module) else list(layer)
+from captum_lr.estimation.layer_queries import (
+    LayerGradients,
+    activation_at_inputs,
+    layers_of,
+)
 
 
 class _LayerUsesEstimator(_UsesEstimator):
@@ -128,14 +127,14 @@ class _LayerUsesEstimator(_UsesEstimator):
             return nullcontext()
         reference = None
         if self._auto_sigma():
-            reference = layer_eval(
+            reference = activation_at_inputs(
                 self.forward_func,
-                _format_tensor_into_tuples(inputs),
-                _layers(self.layer),
-                _format_additional_forward_args(additional_forward_args),
+                inputs,
+                self.layer,
+                additional_forward_args,
                 self.device_ids,
                 attribute_to_layer_input,
-            ).flat
+            )
         return self._noise_streams(layout, size, reference)
 
     def _input_streams(
@@ -578,7 +577,7 @@ class LRLayerIntegratedGradients(_LayerUsesEstimator, LayerIntegratedGradients):
         parts = (num_outputs_cumsum[1:] - num_outputs_cumsum[:-1]).tolist()
         return LayerGradients(self.estimator).layer_path_gradient_func(
             self.forward_func,
-            _layers(self.layer),
+            layers_of(self.layer),
             [int(p) for p in parts],
             attribute_to_layer_input,
             self.device_ids,

@@ -71,7 +71,8 @@ def unwrap_forward(forward_fn: Callable[..., Any]) -> Callable[..., Any]:
     return forward_fn
 
 
-def _layers(layer: Module | Sequence[Module]) -> list[Module]:
+def layers_of(layer: Module | Sequence[Module]) -> list[Module]:
+    r"""Captum's ``layer`` argument (a module or a list of them) as a list."""
     return [layer] if isinstance(layer, Module) else list(layer)
 
 
@@ -219,6 +220,43 @@ def layer_eval(
         acts.append(_gather(per_device, ids, layer))
     calls = [max(c.values()) for c in counts]
     return LayerEval(acts, calls)
+
+
+def activation_at_inputs(
+    forward_fn: Callable[..., Any],
+    inputs: Any,
+    layer: Module | Sequence[Module],
+    additional_forward_args: Any = None,
+    device_ids: list[int] | None = None,
+    attribute_to_layer_input: bool = False,
+) -> tuple[Tensor, ...]:
+    r"""
+    The layer's (or layers') activation at Captum-style ``inputs``, all
+    tensors in one tuple (one forward row per example): the noise-scale
+    reference of a layer method's rows under ``sigma="auto"``, so that each
+    path point's noise does not follow its own activation (near a zero
+    baseline too small for float32 outputs).
+
+    Args:
+
+        forward_fn (Callable): The forward function (counted if it counts).
+        inputs (Tensor or tuple[Tensor, ...]): The model's inputs.
+        layer (Module or list[Module]): Captum's ``layer``.
+        additional_forward_args (Any, optional): As in Captum.
+        device_ids (list[int], optional): The DataParallel device order.
+        attribute_to_layer_input (bool, optional): The layer's input instead.
+
+    Returns:
+        *tuple[Tensor, ...]*
+    """
+    return layer_eval(
+        forward_fn,
+        _format_tensor_into_tuples(inputs),
+        layers_of(layer),
+        _format_additional_forward_args(additional_forward_args),
+        device_ids,
+        attribute_to_layer_input,
+    ).flat
 
 
 def _check_activations(
@@ -557,7 +595,7 @@ class LayerGradients:
         """
         inputs = _format_tensor_into_tuples(inputs)
         args = _format_additional_forward_args(additional_forward_args)
-        layers = _layers(layer)
+        layers = layers_of(layer)
         evaluated = layer_eval(
             self.counted(forward_fn),
             inputs,
@@ -702,7 +740,7 @@ class LayerGradients:
         evaluated = layer_eval(
             self.counted(forward_fn),
             inputs,
-            _layers(layer),
+            layers_of(layer),
             args,
             device_ids,
             attribute_to_layer_input,

@@ -25,7 +25,12 @@ from captum_lr import (  # noqa: E402
     LRGradientShap,
     LRInputXGradient,
     LRIntegratedGradients,
+    LRLayerConductance,
+    LRLayerGradientXActivation,
     LRLayerIntegratedGradients,
+    LRMaskGradient,
+    LRNeuronConductance,
+    LRNeuronIntegratedGradients,
     LRSaliency,
     QueryBudgetExceeded,
 )
@@ -108,12 +113,19 @@ def _rows(n: int = 8, marked: tuple[int, ...] = ()) -> list:
     return rows
 
 
+def _first(res):
+    """The one example of a batch of one, nested as the explainer returned."""
+    if isinstance(res, (tuple, list)):
+        return type(res)(_first(r) for r in res)
+    return res[0]
+
+
 def _reference(explainer, rows, **kw) -> dict:
     out = {}
     for i, x, y in rows:
         seed_example(0, i)
-        res = explainer.attribute(x.unsqueeze(0), target=y, **kw)
-        out[i] = res[0][0] if isinstance(res, tuple) else res[0]
+        target = {} if y is None else {"target": y}
+        out[i] = _first(explainer.attribute(x.unsqueeze(0), **target, **kw))
     return out
 
 
@@ -160,33 +172,56 @@ def _make(kind: str):
         return LRGradientShap(net, estimator=est)
     if kind == "noise_tunnel":
         return NoiseTunnel(LRIntegratedGradients(net, estimator=est))
-    return LRLayerIntegratedGradients(net, net[0][0], estimator=est)
+    if kind == "ig":
+        return LRIntegratedGradients(net, estimator=est)
+    if kind == "mask":
+        return LRMaskGradient(net, seed=0)
+    layer_classes = {
+        "layer_ig": LRLayerIntegratedGradients,
+        "layer_conductance": LRLayerConductance,
+        "neuron_ig": LRNeuronIntegratedGradients,
+        "neuron_conductance": LRNeuronConductance,
+    }
+    if kind == "layer_gxa":  # a list of layers, one feeding the other
+        return LRLayerGradientXActivation(net, [net[0][0], net[0][1]], estimator=est)
+    return layer_classes[kind](net, net[0][1], estimator=est)
 
 
 KINDS = {
     "saliency": {},
     "ixg": {},
+    "ig": {"n_steps": 3},
     "gradshap": {"baselines": torch.zeros(3, *SHAPE), "n_samples": 3},
     "noise_tunnel": {"nt_samples": 2, "n_steps": 2},
     "layer_ig": {"n_steps": 3},
+    "layer_conductance": {"n_steps": 3},
+    "layer_gxa": {},
+    "neuron_ig": {"neuron_selector": (1, 0, 1), "n_steps": 3},
+    "neuron_conductance": {"neuron_selector": (1, 0, 1), "n_steps": 3},
+    "mask": {"n_samples": 32},
 }
+NO_TARGET = {"neuron_ig"}  # Captum's neuron-to-input methods take no target
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_worker_equals_per_example_loop_for_every_class(kind, tmp_path):
     rows = _rows(3)
     config = WorkerConfig(functools.partial(_make, kind), str(tmp_path), KINDS[kind])
+    if kind in NO_TARGET:
+        rows = [(i, x, None) for i, x, _ in rows]
     batch = {
         "id": np.array([r[0] for r in rows]),
         "input": np.stack([r[1].numpy() for r in rows]),
-        "target": np.array([r[2] for r in rows]),
     }
+    if kind not in NO_TARGET:
+        batch["target"] = np.array([r[2] for r in rows])
     summary = ExplainWorker(config)(batch)
     explainer = _make(kind)
     before = explainer.queries if hasattr(explainer, "queries") else None
     want = _reference(explainer, rows, **KINDS[kind])
     got = load_attributions(tmp_path)
     for i in want:
+        assert type(got[i]) is type(want[i])
         torch.testing.assert_close(got[i], want[i], rtol=0, atol=0)
     if before is not None:
         assert summary["rows"].sum() == explainer.queries - before
@@ -419,3 +454,17 @@ def test_two_blackboxes_share_one_rate_limit_and_cache():
     boxes[1](x)  # every row was answered by one box or the other: all cached
     assert sum(answered) == 6 and boxes[1].queries == 6
     ray.kill(coordinator)
+
+
+def test_nested_attributions_round_trip_through_the_store(tmp_path):
+    from captum_lr.scale.store import ExampleResult, write_part
+
+    g = torch.Generator().manual_seed(0)
+    attr = [torch.randn(3, 2, generator=g), (torch.randn(4, generator=g).double(),)]
+    se = [torch.rand(3, 2, generator=g), (torch.rand(4, generator=g),)]
+    write_part(tmp_path, [ExampleResult(7, attr, rows=5, stderr=se)])
+    got, got_se = load_attributions(tmp_path, with_stderr=True)[7]
+    assert isinstance(got, list) and isinstance(got[1], tuple)
+    torch.testing.assert_close(got, attr, rtol=0, atol=0)
+    assert got_se[1][0].dtype == torch.float64  # stored like its attribution
+    torch.testing.assert_close(got_se[0], se[0], rtol=0, atol=0)

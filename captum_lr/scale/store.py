@@ -2,7 +2,9 @@ r"""The Parquet output of a dataset job: one part file per finished batch of
 examples, a manifest naming the job, and readers for both.
 
 Each row of a part file is one example: its ``id``, the attribution as raw
-bytes with its ``shape`` and ``dtype``, the forward ``rows`` it spent, its
+bytes with its ``shape`` and ``dtype`` (an explainer that returns several
+tensors, a list of layers or a tuple-valued layer, stores them one after the
+other with their nesting in ``structure``), the forward ``rows`` it spent, its
 standard error (same layout, or null) and convergence delta (or null), the
 seconds it took and the worker that computed it. A part file is written to a
 temporary name and renamed, so a file either holds whole rows or does not
@@ -38,6 +40,7 @@ SCHEMA_FIELDS = (
     ("delta", "float64"),
     ("seconds", "float64"),
     ("worker", "string"),
+    ("structure", "string"),
 )
 
 
@@ -67,14 +70,19 @@ def schema() -> Any:
     return pa.schema([(name, types[kind]) for name, kind in SCHEMA_FIELDS])
 
 
+Nested = Tensor | tuple[Any, ...] | list[Any]
+r"""One example's attribution: a tensor, or a tuple or list of them (nested
+as the explainer returned them: a list of layers of tuple-valued layers)."""
+
+
 @dataclass
 class ExampleResult:
     r"""What one example produced (a row of a part file)."""
 
     id: Any
-    attribution: Tensor
+    attribution: Nested
     rows: int
-    stderr: Tensor | None = None
+    stderr: Nested | None = None
     delta: float | None = None
     seconds: float = 0.0
     worker: str = ""
@@ -84,22 +92,42 @@ def _dtype_name(t: Tensor) -> str:
     return str(t.dtype).replace("torch.", "")
 
 
+def _leaves(value: Nested) -> list[Tensor]:
+    if isinstance(value, Tensor):
+        return [value.detach().cpu().contiguous()]
+    return [leaf for item in value for leaf in _leaves(item)]
+
+
+def _structure(value: Nested) -> Any:
+    """The nesting of ``value`` with each tensor's shape and dtype (JSON)."""
+    if isinstance(value, Tensor):
+        return {"shape": list(value.shape), "dtype": _dtype_name(value)}
+    kind = "list" if isinstance(value, list) else "tuple"
+    return {kind: [_structure(item) for item in value]}
+
+
+def _bytes(value: Nested, like: list[Tensor]) -> bytes:
+    """The leaves of ``value`` as raw bytes, each in the dtype of ``like``."""
+    leaves = _leaves(value)
+    return b"".join(t.to(ref.dtype).numpy().tobytes() for t, ref in zip(leaves, like))
+
+
 def _record(r: ExampleResult) -> dict[str, Any]:
-    a = r.attribution.detach().cpu().contiguous()
-    se = None
-    if r.stderr is not None:
-        se = r.stderr.detach().cpu().to(a.dtype).contiguous().numpy().tobytes()
+    leaves = _leaves(r.attribution)
+    nested = not isinstance(r.attribution, Tensor)
+    first = leaves[0]
     return {
         "id": str(r.id),
         "id_is_int": isinstance(r.id, (int, np.integer)),
-        "attribution": a.numpy().tobytes(),
-        "shape": list(a.shape),
-        "dtype": _dtype_name(a),
+        "attribution": _bytes(r.attribution, leaves),
+        "shape": list(first.shape),
+        "dtype": _dtype_name(first),
         "rows": int(r.rows),
-        "stderr": se,
+        "stderr": None if r.stderr is None else _bytes(r.stderr, leaves),
         "delta": None if r.delta is None else float(r.delta),
         "seconds": float(r.seconds),
         "worker": r.worker,
+        "structure": json.dumps(_structure(r.attribution)) if nested else None,
     }
 
 
@@ -147,10 +175,31 @@ def written_ids(output: str | os.PathLike) -> set[Any]:
     return done
 
 
-def _tensor(buf: bytes, shape: list[int], dtype: str) -> Tensor:
+def _tensor(buf: bytes, shape: list[int], dtype: str, offset: int = 0) -> Tensor:
     np_dtype = torch.empty(0, dtype=getattr(torch, dtype)).numpy().dtype
-    arr = np.frombuffer(buf, dtype=np_dtype).reshape(shape).copy()
-    return torch.from_numpy(arr)
+    count = int(np.prod(shape, dtype=np.int64))
+    arr = np.frombuffer(buf, dtype=np_dtype, count=count, offset=offset)
+    return torch.from_numpy(arr.reshape(shape).copy())
+
+
+def _rebuild(buf: bytes, structure: Any, offset: int = 0) -> tuple[Nested, int]:
+    """The nested tensors of ``structure`` read from ``buf`` at ``offset``,
+    and the offset after them."""
+    if "shape" in structure:
+        t = _tensor(buf, structure["shape"], structure["dtype"], offset)
+        return t, offset + t.numel() * t.element_size()
+    kind = "list" if "list" in structure else "tuple"
+    items = []
+    for item in structure[kind]:
+        value, offset = _rebuild(buf, item, offset)
+        items.append(value)
+    return (items if kind == "list" else tuple(items)), offset
+
+
+def _decode(buf: bytes, r: dict[str, Any]) -> Nested:
+    if r.get("structure"):
+        return _rebuild(buf, json.loads(r["structure"]))[0]
+    return _tensor(buf, r["shape"], r["dtype"])
 
 
 def load_attributions(
@@ -170,7 +219,9 @@ def load_attributions(
     Returns:
         *dict*: id (int or str, as given to the job) -> attribution tensor
         (CPU, with the shape and dtype the explainer returned for one
-        example, without the batch dimension).
+        example, without the batch dimension); a tuple or list of them,
+        nested as the explainer returned them, for a list of layers or a
+        tuple-valued layer.
 
     Examples::
 
@@ -184,11 +235,11 @@ def load_attributions(
     found: dict[Any, Any] = {}
     for path in part_files(output):
         for r in pq.read_table(path).to_pylist():
-            a = _tensor(r["attribution"], r["shape"], r["dtype"])
+            a = _decode(r["attribution"], r)
             key = _id_of(r["id"], r["id_is_int"])
             if with_stderr:
                 se = r["stderr"]
-                se = None if se is None else _tensor(se, r["shape"], r["dtype"])
+                se = None if se is None else _decode(se, r)
                 found[key] = (a, se)
             else:
                 found[key] = a

@@ -113,6 +113,14 @@ class RowCounter:
         return self.source.queries if self.source is not None else self.wrapped
 
 
+def _first_example(value: Any) -> Any:
+    """The one example of a batch of one, through tuples and lists (a list of
+    layers, a tuple-valued layer)."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_first_example(v) for v in value)
+    return value[0]
+
+
 def _row_target(batch: dict[str, np.ndarray], i: int) -> int | None:
     targets = batch.get("target")
     if targets is None:
@@ -175,9 +183,9 @@ class ExplainWorker:
                 reservation.release()
         return ExampleResult(
             id=example_id,
-            attribution=attr[0],
+            attribution=_first_example(attr),
             rows=self.rows() - before,
-            stderr=None if se is None else se[0],
+            stderr=None if se is None else _first_example(se),
             delta=None if delta is None else float(torch.as_tensor(delta).sum()),
             seconds=time.perf_counter() - start,
             worker=self.name,

@@ -4,8 +4,8 @@
     python -m benchmarks.accuracy --linear          # linear functions, d = 3072
 
 Methods: every captum_lr preset of captum_lr.estimation.presets.PRESETS
-(except those with a fixed sweep), NES, RGF (i.i.d. and orthogonal), a GEEX-style
-estimator. All
+(except those with a fixed sweep), the design="orthogonal-frequency" option,
+NES, RGF (i.i.d. and orthogonal), a GEEX-style estimator. All
 gradient estimators use the same noise scale per coordinate, 1e-4 x the
 input's RMS (RGF's unit directions get sqrt(d) times that step; GEEX: its own
 0.3 on channel-shared masks). The explained output is the logit of the
@@ -41,9 +41,9 @@ r"""Noise scales (times the input's RMS) of the per-photo sigma sweep: the
 orthogonal design at each, so a photo where the default scale is off shows."""
 
 
-def lr_preset(name: str, sigma_rel: float | None = None):
+def lr_preset(name: str, sigma_rel: float | None = None, **overrides):
     def run(fn, x, rows, gen, seed):
-        kw = {"seed": seed, "max_batch_size": 32}
+        kw = {"seed": seed, "max_batch_size": 32, **overrides}
         if sigma_rel is not None:
             kw["sigma"] = sigma_rel * float(x.pow(2).mean().sqrt())
         est = estimator_for_budget(name, x, rows, **kw)
@@ -60,6 +60,10 @@ def sweep_name(sigma_rel: float) -> str:
 
 def methods() -> dict:
     table = {f"captum_lr:{p}": lr_preset(p) for p in PRESETS}
+    # the frequency strata (a design option, not a preset; issue 14)
+    table["captum_lr:orthogonal-frequency"] = lr_preset(
+        "default", design="orthogonal-frequency"
+    )
     for rel in SIGMA_SWEEP:
         table[sweep_name(rel)] = lr_preset("orthogonal", rel)
 

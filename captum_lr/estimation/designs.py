@@ -25,6 +25,13 @@ Designs (``design=``):
   colour channels have correlated gradients), estimating the channel-mean
   gradient from a ``C``-th of the coordinates, and otherwise samples both in
   proportion (unbiased for the gradient). See :class:`ChannelStrata`.
+- ``"orthogonal-frequency"``: for a single input of ``(C, H, W)`` image
+  rows, the DCT basis (over channels, then 2D over pixels, no sign flips) in
+  strata by channel (shared or contrast) and ring of spatial frequency; each
+  row probes every stratum, then fills the strata where the output changes
+  most per direction, one after the other (unbiased, given the decision, for
+  the gradient's projection on the strata it reached). See
+  :class:`~captum_lr.estimation.frequency.FrequencyStrata`.
 - ``"coordinate"``: one coordinate per sample (finite differences), every
   coordinate of a row in a random order. Exact for linear functions once each
   coordinate has been visited.
@@ -53,13 +60,22 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from captum_lr.estimation.frequency import FrequencyStrata
 from captum_lr.estimation.layout import InputLayout, Space
 from captum_lr.estimation.strata import ChannelStrata, dct_rows
 from captum_lr.estimation.streams import CounterNoise
 from captum_lr.estimation.supports import Support
 
-DESIGNS = ("auto", "gaussian", "orthogonal", "orthogonal-channels", "coordinate")
-WHOLE_INPUT_DESIGNS = ("orthogonal", "orthogonal-channels", "coordinate")
+DESIGNS = (
+    "auto",
+    "gaussian",
+    "orthogonal",
+    "orthogonal-channels",
+    "orthogonal-frequency",
+    "coordinate",
+)
+STRATIFIED_DESIGNS = ("orthogonal-channels", "orthogonal-frequency")
+WHOLE_INPUT_DESIGNS = ("orthogonal", "coordinate") + STRATIFIED_DESIGNS
 
 
 def image_channels(layout: InputLayout) -> int | None:
@@ -108,7 +124,7 @@ def resolve_design(
             "(C, H, W) rows with the same C >= 2 and no prior; use "
             "design='orthogonal' for other inputs."
         )
-    if design in ("orthogonal", "orthogonal-channels"):
+    if design == "orthogonal" or design in STRATIFIED_DESIGNS:
         # a complete orthonormal basis is exact: more samples add nothing
         return design, min(n_samples, dim)
     return design, n_samples
@@ -184,7 +200,7 @@ class SamplingPlan:
         r"""Running sums of the design (``len`` of its levels)."""
         self.probe_samples = 0
         r"""Samples per row after which :meth:`adapt` must be called (0: never)."""
-        self.strata: ChannelStrata | None = None
+        self.strata: ChannelStrata | FrequencyStrata | None = None
         if design == "orthogonal-channels":
             self.strata = ChannelStrata(
                 layout,  # type: ignore[arg-type]
@@ -196,6 +212,15 @@ class SamplingPlan:
                 self.stream_index,
             )
             self.levels, self.probe_samples = 4, self.strata.probe_samples
+        if design == "orthogonal-frequency":
+            if layout is None:
+                raise ValueError(
+                    "design='orthogonal-frequency' cannot be combined with a prior."
+                )
+            self.strata = FrequencyStrata(
+                layout, space, n_samples, noise, unique, self.stream_index
+            )
+            self.levels, self.probe_samples = 3, self.strata.probe_samples
         if design in ("orthogonal", "coordinate"):
             if design == "coordinate" and n_samples >= d:
                 sweep = torch.arange(d, device=space.device)
@@ -213,14 +238,19 @@ class SamplingPlan:
             return 1.0 - n / d
         return 1.0
 
-    def adapt(self, energy: Tensor) -> None:
+    def adapt(self, energy: Tensor, probe_sums: Tensor) -> None:
         r"""Lets the design use its first :attr:`probe_samples` samples per row.
 
         Args:
 
             energy (Tensor): ``(levels, rows)`` sums of the squared output
                         changes of those samples, per running sum.
+            probe_sums (Tensor): ``(rows, d)`` the first running sum (the
+                        probes' ``delta_k u_k``).
         """
+        if isinstance(self.strata, FrequencyStrata):
+            self.strata.adapt(probe_sums)
+            return
         assert self.strata is not None
         self.strata.adapt(energy[:2])
 

@@ -28,12 +28,14 @@ from captum_lr.estimation.diagnostics import (
     warn_low_accuracy,
     warn_uninformative,
 )
+from captum_lr.estimation.frequency import FrequencyStrata
 from captum_lr.estimation.layout import InputLayout
 from captum_lr.estimation.loop import CallPlan, run_queries
 from captum_lr.estimation.noise_scale import probe_pairs
 from captum_lr.estimation.priors import BoundPrior, GroupPrior, SharedChannels
 from captum_lr.estimation.queries import QueryRunner
 from captum_lr.estimation.rows import StreamLayout, assign_streams, rms_sigmas
+from captum_lr.estimation.strata import ChannelStrata
 from captum_lr.estimation.streams import CounterNoise, call_key
 from captum_lr.estimation.sums import RunningSums
 from captum_lr.estimation.supports import Blocks, BlockSpec, FeatureGroups, Support
@@ -144,8 +146,8 @@ class LREstimator:
                     Exclusive with ``block``.
                     Default: None
         design (str, optional): ``"auto"``, ``"gaussian"``, ``"orthogonal"``,
-                    ``"orthogonal-channels"`` or ``"coordinate"``; see
-                    :mod:`captum_lr.estimation.designs`.
+                    ``"orthogonal-channels"``, ``"orthogonal-frequency"`` or
+                    ``"coordinate"``; see :mod:`captum_lr.estimation.designs`.
                     Default: ``"auto"``
         antithetic (bool, optional): Evaluate each sample at ``x + sigma u`` and
                     ``x - sigma u`` (bias O(sigma^2), two rows per sample), or at
@@ -286,6 +288,7 @@ class LREstimator:
         self.last_stderr: tuple[Tensor, ...] | None = None
         self.last_design: str | None = None
         self.last_contrast_scale: Tensor | None = None
+        self._last_frequency: FrequencyStrata | None = None
         self.last_expected_cosine: Tensor | None = None
         self.last_sigma_scale: Tensor | None = None
         self.last_prior_cosine: Tensor | None = None
@@ -384,7 +387,10 @@ class LREstimator:
         prior's subspace; for the ``"orthogonal-channels"`` design (the default
         for ``(C, H, W)`` images), per row as its probes decided in the last
         call (:attr:`last_contrast_scale`): the channel-mean gradient plus
-        that scale times the rest (the gradient itself where it is 1);
+        that scale times the rest (the gradient itself where it is 1); for
+        ``"orthogonal-frequency"``, the projection on the frequency strata the
+        last call reached, the marginal one scaled
+        (:meth:`~captum_lr.estimation.frequency.FrequencyStrata.band_scale`);
         otherwise the gradient itself.
 
         Args:
@@ -410,6 +416,8 @@ class LREstimator:
             design, n = resolve_design(
                 self.design, self._whole_input, layout.dim, self.n_samples, channels
             )
+            if design == "orthogonal-frequency" and n < layout.dim:
+                return layout.split(self._frequency_project(layout, grads), dtypes)
             if design != "orthogonal-channels" or n >= layout.dim:
                 return grads
             scale = self.last_contrast_scale
@@ -424,6 +432,20 @@ class LREstimator:
             scale = scale.to(flat.device, flat.dtype).unsqueeze(1)
             return layout.split(mean + scale * (flat - mean), dtypes)
         return layout.split(bound.project(layout.flatten(grads)), dtypes)
+
+    def _frequency_project(
+        self, layout: InputLayout, grads: tuple[Tensor, ...]
+    ) -> Tensor:
+        """The last call's ``sum_b s_b P_b g`` of the frequency strata."""
+        strata = self._last_frequency
+        if strata is None or strata.later.shape[0] != layout.batch_size:
+            raise ValueError(
+                "with the 'orthogonal-frequency' design what is estimated "
+                "depends on each row's probes: call the estimator on these "
+                "inputs first, then project."
+            )
+        flat = layout.flatten(grads).to(strata.dtype)
+        return strata.project(flat.to(strata.stratum.device))
 
     def _bind_prior(self, layout: InputLayout) -> BoundPrior:
         assert isinstance(self.prior, GroupPrior)
@@ -646,9 +668,11 @@ class LREstimator:
         stderr = None if var is None else (var / call.sigmas.square()).sqrt()
         warn_uninformative(sums, counts, call.n, plan.weighted)
         self.last_design = plan.design
+        strata = plan.strata
         self.last_contrast_scale = (
-            plan.strata.contrast_scale() if plan.strata is not None else None
+            strata.contrast_scale() if isinstance(strata, ChannelStrata) else None
         )
+        self._last_frequency = strata if isinstance(strata, FrequencyStrata) else None
         self.last_expected_cosine = plan.expected_cosine()
         surrogate = isinstance(plan, SurrogatePlan)
         self.last_prior_cosine = plan.prior_cosine if surrogate else None

@@ -63,8 +63,14 @@ class RunningSums:
             self.weights.index_add_(0, rows, draw.weight)
 
     def adapt(self) -> None:
-        r"""Hands the probes' energies to the design."""
-        self.plan.adapt(self.energy.view(self.plan.levels, self.rows))
+        r"""Hands the probes' energies to the design (and, to a
+        :class:`SamplingPlan`, their running sum, in which the frequency
+        strata read each probe's output change)."""
+        energy = self.energy.view(self.plan.levels, self.rows)
+        if isinstance(self.plan, SamplingPlan):
+            self.plan.adapt(energy, self.numerator[: self.rows])
+        else:
+            self.plan.adapt(energy)
 
     def combine(self) -> tuple[Tensor, Tensor | None, Tensor]:
         r"""

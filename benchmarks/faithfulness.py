@@ -178,6 +178,18 @@ def methods(px: int, lr_rows: dict | None = None) -> dict:
         keep_prob=(0.5, 0.7),
     )
 
+    # the Banzhaf values of the log-odds of the probability (same queries)
+    m["LRMaskGradient (blur) [grid14, logit]"] = lambda t, r, s: LRMaskGradient(
+        t.prob, seed=s
+    ).attribute(
+        t.x,
+        baselines=blur_baseline(t.x),
+        feature_mask=Grid(14),
+        n_samples=r - r % 2,
+        perturbations_per_eval=32,
+        output_scale="logit",
+    )
+
     def occlusion(t, r, s):
         w, st = occlusion_geometry(px, r)
         return Occlusion(t.prob).attribute(
@@ -379,8 +391,9 @@ def main(argv=None) -> None:
 
 
 def merge(args) -> None:
-    """One table from runs of the same command on parts of the photos (one
-    process per core); the parts' commands are kept in the payload."""
+    """One table from runs on parts of the photos (one process per core) or
+    of the methods (a new row scored on the photos of a committed table); the
+    parts' commands are kept in the payload."""
     parts = [
         json.loads((RESULTS / f"{name}.json").read_text())
         for name in args.merge.split(",")
@@ -389,15 +402,26 @@ def merge(args) -> None:
         values = {json.dumps(part[key]) for part in parts}
         if len(values) > 1:
             raise SystemExit(f"the parts differ in {key}: {sorted(values)}")
-    photos = [img for part in parts for img in part["images"]]
-    if len(set(photos)) != len(photos):
-        raise SystemExit(f"a photo is in more than one part: {photos}")
+    records, seen = [], set()
+    for part in parts:
+        for r in part["records"]:
+            key = (r["image"], r["method"], r["budget"])
+            if key in seen and r["budget"] is None:
+                continue  # a reference every part scores: the first part's
+            if key in seen:
+                raise SystemExit(f"a photo, method and budget is in two parts: {key}")
+            seen.add(key)
+            records.append(r)
     args.px, args.subsets = parts[0]["px"], parts[0]["mufidelity_subsets"]
-    records = [r for part in parts for r in part["records"]]
     payload = summarise(records, parts[0]["budgets"], args, show=True)
     payload["machine"] = parts[0]["machine"]  # where the runs ran
     payload["parts"] = [
-        {"command": part["command"], "date": part["date"], "images": part["images"]}
+        {
+            "command": part["command"],
+            "date": part["date"],
+            "images": part["images"],
+            **({"parts": part["parts"]} if "parts" in part else {}),
+        }
         for part in parts
     ]
     path = write_results(args.out or f"faithfulness_{args.px}px", payload)

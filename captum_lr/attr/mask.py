@@ -58,6 +58,13 @@ class LRMaskGradient(PerturbationAttribution):
     (:func:`~captum_lr.estimation.masking.mask_regression`); a tuple of keep
     probabilities splits the rows and averages their semivalues.
 
+    ``output_scale="logit"`` explains the log-odds ``log(f / (1 - f))`` of a
+    probability output instead of ``f``, from the same queries: the Banzhaf
+    value (or semivalue) of the log-odds. It is a different estimand, not a
+    smoothing of the probability's: where the class needs most of the input
+    the probability is near 0 on almost every half-kept query and its
+    Banzhaf estimate rests on rare queries, while the log-odds still move.
+
     Unlike the gradient classes it explains large perturbations: use it for
     region maps of images (a :class:`~captum_lr.Grid` feature mask and a
     blurred baseline, :func:`~captum_lr.blur_baseline`; the most faithful
@@ -178,6 +185,7 @@ class LRMaskGradient(PerturbationAttribution):
         perturbations_per_eval: int = 16,
         show_progress: bool = False,
         keep_prob: float | tuple[float, ...] = 0.5,
+        output_scale: str = "identity",
     ) -> TensorOrTupleOfTensorsGeneric:
         r"""
         Args:
@@ -239,13 +247,30 @@ class LRMaskGradient(PerturbationAttribution):
                         the mean of their semivalues: ``(0.5, 0.7)`` is the
                         mean of the Banzhaf value and the 0.7-semivalue.
                         Default: 0.5
+            output_scale (str, optional): The scale on which the selected
+                        output is explained: ``"identity"`` (the output
+                        itself) or ``"logit"``, the log-odds ``log(f / (1 -
+                        f))`` of an output ``f`` that is a probability (the
+                        softmax or sigmoid probability of ``target``), with
+                        ``f`` clamped to ``[1e-12, 1 - 1e-12]``; outputs
+                        outside ``[0, 1]`` raise a ``ValueError``. The
+                        values and :attr:`last_stderr` are then those of the
+                        log-odds (same queries, same estimator). Measured on
+                        image classifiers (issue 15), neither scale ranks
+                        regions better on every photo: the log-odds map was
+                        ahead on the tuning photos (insertion - deletion
+                        +0.19 at 1,000 rows, +0.02 at 4,000) and behind on
+                        the eval photos (-0.03 and -0.09), so the default
+                        stays ``"identity"``.
+                        Default: ``"identity"``
 
         Returns:
             *Tensor* or *tuple[Tensor, ...]* of **attributions**, shaped like
             the inputs and typed like them (floating point for integer and
             boolean inputs: float32, or wider if another input is): every
             coordinate holds its group's Banzhaf value of the selected output
-            (its semivalue at ``keep_prob``).
+            (its semivalue at ``keep_prob``; of the log-odds with
+            ``output_scale="logit"``).
 
         Examples::
 
@@ -254,6 +279,7 @@ class LRMaskGradient(PerturbationAttribution):
             ... )
         """
         probs = _keep_probs(keep_prob)
+        scale = _output_scale(output_scale)
         _check_budget(n_samples, perturbations_per_eval, probs == (0.5,))
         is_tuple = isinstance(inputs, tuple)
         xs, _ = input_tensors(inputs)
@@ -263,7 +289,7 @@ class LRMaskGradient(PerturbationAttribution):
         bases = expand_baselines(baselines, xs)
         index, k = _group_index(feature_mask, layout)
         _check_regression_rows(n_samples, probs, k)
-        runner = QueryRunner(
+        runner: QueryRunner | LogitRunner = QueryRunner(
             self.forward_func,
             layout,
             dtypes,
@@ -272,6 +298,8 @@ class LRMaskGradient(PerturbationAttribution):
             perturbations_per_eval * max(layout.batch_size, 1),
             self._count,
         )
+        if scale == "logit":
+            runner = LogitRunner(runner)
         if layout.batch_size == 0:
             zeros = tuple(
                 torch.zeros(x.shape, dtype=dt, device=x.device)
@@ -347,6 +375,56 @@ def _keep_probs(keep_prob: Any) -> tuple[float, ...]:
     return tuple(float(p) for p in probs)
 
 
+OUTPUT_SCALES = ("identity", "logit")
+
+
+def _output_scale(output_scale: Any) -> str:
+    """``output_scale`` checked: one of :data:`OUTPUT_SCALES`."""
+    if not isinstance(output_scale, str):
+        raise TypeError(f"output_scale must be a str, not {output_scale!r}.")
+    if output_scale not in OUTPUT_SCALES:
+        raise ValueError(
+            f"output_scale must be one of {OUTPUT_SCALES}, got {output_scale!r}."
+        )
+    return output_scale
+
+
+class LogitRunner:
+    r"""
+    A :class:`~captum_lr.estimation.queries.QueryRunner` whose scores are the
+    log-odds ``log(f / (1 - f))`` of the runner's (probability) scores, in
+    float64, ``f`` clamped to ``[eps, 1 - eps]``.
+
+    Args:
+
+        runner (QueryRunner): Gives the probabilities.
+        eps (float, optional): The clamp. Default: 1e-12
+
+    Examples::
+
+        >>> scores = LogitRunner(runner)(flat_rows, owners)  # log-odds
+    """
+
+    def __init__(self, runner: QueryRunner, eps: float = 1e-12) -> None:
+        self.runner = runner
+        self.eps = eps
+
+    def __call__(self, flat: Tensor, rows: Tensor) -> Tensor:
+        p = self.runner(flat, rows).to(torch.float64)
+        outside = (p < 0) | (p > 1)
+        if bool(outside.any()):
+            bad = p[outside][0].item()
+            raise ValueError(
+                f'output_scale="logit" explains probabilities, but the forward '
+                f"function returned {bad} for a masked query; return "
+                'probabilities in [0, 1] (e.g. a softmax) or use "identity".'
+            )
+        return torch.logit(p, eps=self.eps)
+
+    def check_finite(self, advice: str) -> None:
+        self.runner.check_finite(advice)
+
+
 def _split_rows(n_samples: int, probs: tuple[float, ...]) -> list[int]:
     """``n_samples`` split between the keep probabilities: equal shares, even
     for 1/2 (foldover pairs), the remainder to the first other value."""
@@ -377,7 +455,7 @@ def _check_regression_rows(n_samples: int, probs: tuple[float, ...], k: int) -> 
 
 
 def _estimate(
-    runner: QueryRunner,
+    runner: QueryRunner | LogitRunner,
     flat: tuple[Tensor, Tensor, Tensor],
     k: int,
     keep_prob: float,

@@ -4,18 +4,21 @@
     python -m benchmarks.accuracy --linear          # linear functions, d = 3072
 
 Methods: every captum_lr preset of captum_lr.estimation.presets.PRESETS
-(except those with a fixed sweep), the design="orthogonal-frequency" option,
-NES, RGF (i.i.d. and orthogonal), a GEEX-style estimator. All
-gradient estimators use the same noise scale per coordinate, 1e-4 x the
-input's RMS (RGF's unit directions get sqrt(d) times that step; GEEX: its own
-0.3 on channel-shared masks). The explained output is the logit of the
-class the model predicts at this resolution."""
+(except those with a fixed sweep), the design="orthogonal-frequency" and
+design="orthogonal-channels" options (what design="auto", the default, picks
+for these photos at >= 960 samples per row, and below), NES, RGF (i.i.d. and
+orthogonal), a GEEX-style estimator. All gradient estimators use the same
+noise scale per coordinate, 1e-4 x the input's RMS (RGF's unit directions get
+sqrt(d) times that step; GEEX: its own 0.3 on channel-shared masks). The
+explained output is the logit of the class the model predicts at this
+resolution."""
 
 from __future__ import annotations
 
 import json
 import math
 import time
+from pathlib import Path
 
 import torch
 
@@ -41,6 +44,54 @@ r"""Noise scales (times the input's RMS) of the per-photo sigma sweep: the
 orthogonal design at each, so a photo where the default scale is off shows."""
 
 
+PREVIOUS_DEFAULT = "captum_lr:orthogonal-channels"
+
+
+def apply_default_switch(data: dict, results: Path = RESULTS) -> dict:
+    """The records of a committed run made before design="auto" picked the
+    frequency strata for photos, as today's default would read them.
+
+    Such a run's ``default_switch`` field names the run with the new default's
+    design on the same photos, seed and budgets (``source``, ``method``) and
+    the budgets where ``"auto"`` now picks it (``budgets``). There its
+    ``captum_lr:default`` records are the previous default's: they are
+    relabelled ``previous`` (``captum_lr:orthogonal-channels``), and the
+    source's records of ``method`` become ``captum_lr:default`` (marked with
+    their ``source``). At other budgets (below 960 samples per row) the
+    default is still the previous design: its records stay and are also
+    listed under ``previous``.
+    Runs without the field are returned as they are."""
+    switch = data.get("default_switch")
+    if not switch:
+        return data
+    source = json.loads((Path(results) / f"{switch['source']}.json").read_text())
+    budgets = set(switch["budgets"])
+    images = set(data["images"])
+    if not budgets <= set(source["budgets"]) or set(source["images"]) != images:
+        raise ValueError(
+            f"default_switch: {switch['source']} does not cover the budgets "
+            f"{sorted(budgets)} on the photos {sorted(images)}."
+        )
+    default = [  # first: tables list the methods in the records' order
+        {**r, "method": "captum_lr:default", "source": switch["source"]}
+        for r in source["records"]
+        if r["method"] == switch["method"] and r["budget"] in budgets
+    ]
+    rest = [
+        {**r, "method": switch["previous"]}
+        if r["method"] == "captum_lr:default" and r["budget"] in budgets
+        else r
+        for r in data["records"]
+    ]
+    # below the switch the default is the previous design: the same records
+    same = [
+        {**r, "method": switch["previous"], "source": "captum_lr:default"}
+        for r in data["records"]
+        if r["method"] == "captum_lr:default" and r["budget"] not in budgets
+    ]
+    return {**data, "records": default + same + rest}
+
+
 def lr_preset(name: str, sigma_rel: float | None = None, **overrides):
     def run(fn, x, rows, gen, seed):
         kw = {"seed": seed, "max_batch_size": 32, **overrides}
@@ -64,6 +115,9 @@ def methods() -> dict:
     table["captum_lr:orthogonal-frequency"] = lr_preset(
         "default", design="orthogonal-frequency"
     )
+    # the channel strata, the default before the frequency strata (and still
+    # below 960 samples per row or 48 px)
+    table[PREVIOUS_DEFAULT] = lr_preset("default", design="orthogonal-channels")
     for rel in SIGMA_SWEEP:
         table[sweep_name(rel)] = lr_preset("orthogonal", rel)
 

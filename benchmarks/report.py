@@ -106,9 +106,20 @@ def _load(path: Path) -> dict:
             subsets=data["mufidelity_subsets"],
         )
         data["table"] = summarise(data["records"], data["budgets"], args)["table"]
+    elif path.stem.startswith("frequency") and "table" not in data:
+        parts = [
+            ("Gradient energy by stratum", "ring_table"),
+            ("Measured cosines", "accuracy_table"),
+            ("Per photo", "per_photo_table"),
+            ("Allocation ceilings", "ceiling_table"),
+        ]
+        data["table"] = "\n\n".join(
+            f"{title}:\n\n{data[key]}" for title, key in parts if data.get(key)
+        )
     elif path.stem.startswith("accuracy") and "px" in data:
         from benchmarks import accuracy
 
+        data = accuracy.apply_default_switch(data, path.parent)
         recs = data["records"]
         budgets = sorted({r["budget"] for r in recs})
         names = list(dict.fromkeys(r["method"] for r in recs))
@@ -142,7 +153,7 @@ def _header(path: Path, data: dict) -> str:
         f"- machine: {m['cpu']}, {m['threads']} torch thread(s); GPU: {m['gpu']}\n"
         f"- versions: python {m['python']}, torch {m['torch']}, captum "
         f"{m['captum']}, captum_lr {m['captum_lr']}; date {data['date']}\n"
-        f"{scope}"
+        f"{scope}" + (f"- note: {data['note']}\n" if data.get("note") else "")
     )
 
 
@@ -189,9 +200,9 @@ def main(argv=None) -> None:
         if path.stem.startswith("faithfulness"):
             plot_faithfulness(data, path.with_suffix(".png"))
         elif path.stem.startswith("accuracy") and "px" in data:
-            from benchmarks.accuracy import plot
+            from benchmarks.accuracy import apply_default_switch, plot
 
-            plot(data, path.with_suffix(".png"))
+            plot(apply_default_switch(data, path.parent), path.with_suffix(".png"))
         elif path.stem.startswith("speed") and data["records"]:
             plot_speed(data, path.with_suffix(".png"))
     (RESULTS / "TABLES.md").write_text(digest())

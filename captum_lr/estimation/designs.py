@@ -37,9 +37,12 @@ Designs (``design=``):
   coordinate has been visited.
 - ``"auto"``: ``"coordinate"`` with exactly ``d`` samples (one sweep) when the
   row has at most ``n_samples`` coordinates; else, for whole inputs,
-  ``"orthogonal-channels"`` when every input tensor has ``(C, H, W)`` rows with
-  the same ``C >= 2`` and ``"orthogonal"`` otherwise; ``"gaussian"`` inside
-  blocks.
+  ``"orthogonal-frequency"`` for a single input tensor of ``(C, H, W)`` rows
+  with ``C >= 2``, at least 48 pixels a side (all :data:`RINGS` rings) and
+  enough samples for :data:`AUTO_FREQUENCY_PROBES` probes per stratum (960
+  samples per row), ``"orthogonal-channels"`` for other inputs whose tensors
+  all have ``(C, H, W)`` rows with the same ``C >= 2``, and ``"orthogonal"``
+  otherwise (:func:`auto_frequency`); ``"gaussian"`` inside blocks.
 
 Supports (where a sample's noise goes: whole input, blocks, feature groups)
 are in :mod:`captum_lr.estimation.supports`; the channel strata in
@@ -60,7 +63,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from captum_lr.estimation.frequency import FrequencyStrata
+from captum_lr.estimation.frequency import (
+    RINGS,
+    FrequencyStrata,
+    probes_per_stratum,
+    rings_for,
+    stratum_ids,
+)
 from captum_lr.estimation.layout import InputLayout, Space
 from captum_lr.estimation.strata import ChannelStrata, dct_rows
 from captum_lr.estimation.streams import CounterNoise
@@ -89,12 +98,45 @@ def image_channels(layout: InputLayout) -> int | None:
     return None
 
 
+AUTO_FREQUENCY_PROBES = 4
+r"""The fewest probes per stratum with which ``design="auto"`` picks
+``"orthogonal-frequency"`` (960 samples per row at 24 strata): with fewer, its
+ranking of the strata is too noisy to beat the channel strata reliably."""
+
+
+def auto_frequency(layout: InputLayout | None, n_samples: int) -> bool:
+    r"""
+    Whether ``design="auto"`` picks ``"orthogonal-frequency"`` for whole inputs
+    of this layout at ``n_samples`` per row: a single input tensor of
+    ``(C, H, W)`` rows with ``C >= 2`` (photos), all :data:`RINGS` rings of
+    spatial frequency (:func:`~captum_lr.estimation.frequency.rings_for`: at
+    least 48 pixels a side) and at least :data:`AUTO_FREQUENCY_PROBES` probes
+    per stratum. Otherwise ``"auto"`` keeps ``"orthogonal-channels"`` (or
+    ``"orthogonal"``).
+
+    Args:
+
+        layout (InputLayout, optional): The inputs' shapes (None: a prior's
+                    subspace, never).
+        n_samples (int): Requested noise samples per row.
+    """
+    if layout is None or len(layout.shapes) != 1 or image_channels(layout) is None:
+        return False
+    c, h, w = (int(k) for k in layout.shapes[0])
+    if rings_for(h, w) != RINGS:
+        return False
+    sizes = torch.bincount(stratum_ids((c, h, w), RINGS, torch.device("cpu")))
+    n = min(n_samples, layout.dim)
+    return probes_per_stratum(n, sizes) >= AUTO_FREQUENCY_PROBES
+
+
 def resolve_design(
     design: str,
     whole_input: bool,
     dim: int,
     n_samples: int,
     channels: int | None,
+    layout: InputLayout | None = None,
 ) -> tuple[str, int]:
     r"""
     The design ``"auto"`` stands for, and the samples per row it draws.
@@ -108,6 +150,11 @@ def resolve_design(
         n_samples (int): Requested noise samples per row.
         channels (int, optional): The common channel count of ``(C, H, W)``
                     image rows (:func:`image_channels`), None if not images.
+        layout (InputLayout, optional): The inputs' shapes when directions
+                    live in the flat inputs (None for a prior's subspace): with
+                    it, ``"auto"`` may pick ``"orthogonal-frequency"``
+                    (:func:`auto_frequency`).
+                    Default: None
 
     Returns:
         *tuple[str, int]*: the concrete design and its samples per row.
@@ -117,6 +164,8 @@ def resolve_design(
             return "coordinate", dim
         if not whole_input:
             return "gaussian", n_samples
+        if auto_frequency(layout, n_samples):
+            return "orthogonal-frequency", min(n_samples, dim)
         return ("orthogonal-channels" if channels else "orthogonal"), n_samples
     if design == "orthogonal-channels" and channels is None:
         raise ValueError(
@@ -163,7 +212,8 @@ class SamplingPlan:
                     directions.
         layout (InputLayout, optional): The inputs' shapes when ``space`` is
                     the flat inputs (None for a prior's subspace): needed by
-                    ``"orthogonal-channels"``.
+                    the stratified designs (and by ``"auto"`` to pick
+                    ``"orthogonal-frequency"``).
                     Default: None
     """
 
@@ -182,7 +232,7 @@ class SamplingPlan:
         self.streams = streams
         channels = image_channels(layout) if layout is not None else None
         design, n_samples = resolve_design(
-            design, type(support) is Support, d, n_samples, channels
+            design, type(support) is Support, d, n_samples, channels, layout
         )
         if design in WHOLE_INPUT_DESIGNS and type(support) is not Support:
             raise ValueError(

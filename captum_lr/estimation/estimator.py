@@ -86,11 +86,19 @@ class LREstimator:
     each coordinate once (central finite differences), which is exact up to
     O(sigma^2): small tabular models get the true gradient. Otherwise it uses
     orthonormal directions (expected cosine ``sqrt(n/d)`` with a linear
-    gradient, exact at ``n = d``); for ``(C, H, W)`` images in two strata,
-    channel-shared directions and channel contrasts: each row probes both and,
-    where the shared ones carry more of the output's change (photos), spends
-    its samples there, estimating the channel-mean gradient from a ``C``-th of
-    the coordinates (:meth:`project`; see :mod:`captum_lr.estimation.designs`).
+    gradient, exact at ``n = d``). For a single input of ``(C, H, W)``
+    images of at least 48 pixels a side and at least 960 samples per row
+    (``"orthogonal-frequency"``) they are DCT directions in strata by channel
+    (shared or contrast) and ring of spatial frequency: each row probes every
+    stratum and spends the rest of its samples on the strata where the output
+    changes most per direction, an estimate of the gradient's projection on
+    the strata it reached (:meth:`project`). For other ``(C, H, W)`` images
+    (smaller, fewer samples, several inputs) they come in two strata
+    (``"orthogonal-channels"``), channel-shared directions and channel
+    contrasts: each row probes both and, where the shared ones carry more of
+    the output's change (photos), spends its samples there, estimating the
+    channel-mean gradient from a ``C``-th of the coordinates (:meth:`project`;
+    see :mod:`captum_lr.estimation.designs`).
 
     Args:
 
@@ -317,11 +325,11 @@ class LREstimator:
                 self.design, layout.dim, self.n_samples, self.antithetic
             )
         if self.prior is not None:
-            k, channels = self._bind_prior(layout).space.dim, None
+            k, channels, flat = self._bind_prior(layout).space.dim, None, None
         else:
-            k, channels = layout.dim, image_channels(layout)
+            k, channels, flat = layout.dim, image_channels(layout), layout
         design, n = resolve_design(
-            self.design, self._whole_input, k, self.n_samples, channels
+            self.design, self._whole_input, k, self.n_samples, channels, flat
         )
         sweep = design == "coordinate"
         antithetic = sweep if self.antithetic is None else self.antithetic
@@ -385,11 +393,14 @@ class LREstimator:
         r"""
         What this estimator estimates of a gradient: its projection onto the
         prior's subspace; for the ``"orthogonal-channels"`` design (the default
-        for ``(C, H, W)`` images), per row as its probes decided in the last
+        for smaller ``(C, H, W)`` images or budgets), per row as its probes
+        decided in the last
         call (:attr:`last_contrast_scale`): the channel-mean gradient plus
         that scale times the rest (the gradient itself where it is 1); for
-        ``"orthogonal-frequency"``, the projection on the frequency strata the
-        last call reached, the marginal one scaled
+        ``"orthogonal-frequency"`` (the default for a single input of photos
+        of at least 48 pixels a side at 960 samples or more per row), the
+        projection on the frequency strata the last call reached, the marginal
+        one scaled
         (:meth:`~captum_lr.estimation.frequency.FrequencyStrata.band_scale`);
         otherwise the gradient itself.
 
@@ -412,10 +423,7 @@ class LREstimator:
         if self.prior is not None:
             bound = self._bind_prior(layout)
         else:
-            channels = image_channels(layout)
-            design, n = resolve_design(
-                self.design, self._whole_input, layout.dim, self.n_samples, channels
-            )
+            design, n, _ = self._resolve(layout)
             if design == "orthogonal-frequency" and n < layout.dim:
                 return layout.split(self._frequency_project(layout, grads), dtypes)
             if design != "orthogonal-channels" or n >= layout.dim:

@@ -12,8 +12,9 @@ from captum_lr.estimation.estimator import LREstimator
 from captum_lr.estimation.priors import Grid, SharedChannels
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The package default: see LREstimator (for RGB images: channel-stratified
-    # orthogonal directions, design="orthogonal-channels").
+    # The package default: see LREstimator (for one RGB image input of >= 48 px
+    # at >= 960 samples per row: frequency strata, design="orthogonal-frequency";
+    # smaller images or budgets: channel strata, design="orthogonal-channels").
     "default": {},
     # Orthogonal directions over all coordinates (the previous default, and
     # for non-image inputs): expected cosine sqrt(n/d), no prior.

@@ -125,7 +125,10 @@ def _reference(explainer, rows, **kw) -> dict:
     for i, x, y in rows:
         seed_example(0, i)
         target = {} if y is None else {"target": y}
-        out[i] = _first(explainer.attribute(x.unsqueeze(0), **target, **kw))
+        res = explainer.attribute(x.unsqueeze(0), **target, **kw)
+        if kw.get("return_convergence_delta"):
+            res = res[0]
+        out[i] = _first(res)
     return out
 
 

@@ -156,39 +156,26 @@ def methods(px: int, lr_rows: dict | None = None) -> dict:
         return black(px).unsqueeze(0) if kind == "black" else blur_baseline(task.x)
 
     m = lr_methods(px, lr_rows or {c: list(PRESETS) for c in LR_CLASSES})
-    # large perturbations: Banzhaf values of 14 x 14 cells (even rows: pairs)
-    m["LRMaskGradient (blur) [grid14]"] = lambda t, r, s: LRMaskGradient(
-        t.prob, seed=s
-    ).attribute(
-        t.x,
-        baselines=blur_baseline(t.x),
-        feature_mask=Grid(14),
-        n_samples=r - r % 2,
-        perturbations_per_eval=32,
-    )
-    # the mean of the Banzhaf value and the semivalue at keep probability 0.7
-    m["LRMaskGradient (blur) [grid14, keep 0.5+0.7]"] = lambda t, r, s: LRMaskGradient(
-        t.prob, seed=s
-    ).attribute(
-        t.x,
-        baselines=blur_baseline(t.x),
-        feature_mask=Grid(14),
-        n_samples=r - r % 2,
-        perturbations_per_eval=32,
-        keep_prob=(0.5, 0.7),
-    )
 
-    # the Banzhaf values of the log-odds of the probability (same queries)
-    m["LRMaskGradient (blur) [grid14, logit]"] = lambda t, r, s: LRMaskGradient(
-        t.prob, seed=s
-    ).attribute(
-        t.x,
-        baselines=blur_baseline(t.x),
-        feature_mask=Grid(14),
-        n_samples=r - r % 2,
-        perturbations_per_eval=32,
-        output_scale="logit",
+    def mask_method(**options):
+        """Banzhaf values (or semivalues) of 14 x 14 cells over a blurred
+        baseline (even rows: pairs)."""
+        return lambda t, r, s: LRMaskGradient(t.prob, seed=s).attribute(
+            t.x,
+            baselines=blur_baseline(t.x),
+            feature_mask=Grid(14),
+            n_samples=r - r % 2,
+            perturbations_per_eval=32,
+            **options,
+        )
+
+    m["LRMaskGradient (blur) [grid14]"] = mask_method()
+    # the mean of the Banzhaf value and the semivalue at keep probability 0.7
+    m["LRMaskGradient (blur) [grid14, keep 0.5+0.7]"] = mask_method(
+        keep_prob=(0.5, 0.7)
     )
+    # the Banzhaf values of the log-odds of the probability (same queries)
+    m["LRMaskGradient (blur) [grid14, logit]"] = mask_method(output_scale="logit")
 
     def occlusion(t, r, s):
         w, st = occlusion_geometry(px, r)

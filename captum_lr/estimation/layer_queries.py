@@ -469,6 +469,7 @@ class NeuronForward:
         self.attribute_to_layer_input = attribute_to_layer_input
         self.device_ids = _device_ids(forward_fn, device_ids)
         self.calls = calls
+        self._checked = False  # a batch-level selector adds up (checked once)
 
     def __call__(self, *args: Any) -> Tensor:
         lock = threading.Lock()
@@ -508,7 +509,9 @@ class NeuronForward:
         if not stopped and self.calls is None:
             self.calls = max(runs.values())
         layer_out = _gather(saved, self.device_ids, self.layer)
-        return select_neurons(layer_out, self.neuron_selector)
+        value = select_neurons(layer_out, self.neuron_selector, check=not self._checked)
+        self._checked = True
+        return value
 
 
 def _streams(

@@ -5,9 +5,10 @@ callable of the layer's output. Captum accepts a callable that returns one
 value for the whole batch (its docs: "the sum of the neurons in the layer"):
 autograd then differentiates that value with respect to each example. The
 estimator needs one value per perturbed row instead, so such a selector is
-applied to each row as a batch of one, after checking on the batch at hand
+applied to each row as a batch of one, after checking on the first batch
 that its value is the sum of the rows' values (any other aggregate over the
-batch, a mean or a max, would give a different gradient per example).
+batch, a mean or a max, would give a different gradient per example; the
+check reads the values on the host, so it runs once, not per chunk).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from torch import Tensor
 NeuronSelector = int | tuple[Any, ...] | Callable[..., Any]
 
 
-def select_neurons(layer_out: tuple[Tensor, ...], selector: NeuronSelector) -> Tensor:
+def select_neurons(
+    layer_out: tuple[Tensor, ...], selector: NeuronSelector, check: bool = True
+) -> Tensor:
     r"""
     The selected neuron (or aggregate) of each row of ``layer_out``.
 
@@ -30,6 +33,9 @@ def select_neurons(layer_out: tuple[Tensor, ...], selector: NeuronSelector) -> T
 
         layer_out (tuple[Tensor, ...]): The layer's output tensors, rows first.
         selector (int, tuple or Callable): Captum's ``neuron_selector``.
+        check (bool, optional): Check that a batch-level selector's value is
+                    the sum of its per-row values.
+                    Default: True
 
     Returns:
         *Tensor*: shape ``(rows,)``.
@@ -42,7 +48,7 @@ def select_neurons(layer_out: tuple[Tensor, ...], selector: NeuronSelector) -> T
             f"shape ({rows},)), not {type(value).__name__}."
         )
     if value.numel() == 1 and rows > 1 and callable(selector):
-        return _per_row(layer_out, selector, value.reshape(()))
+        return _per_row(layer_out, selector, value.reshape(()), check)
     if value.numel() != rows:
         raise ValueError(
             f"neuron_selector gave shape {tuple(value.shape)} for {rows} "
@@ -53,7 +59,10 @@ def select_neurons(layer_out: tuple[Tensor, ...], selector: NeuronSelector) -> T
 
 
 def _per_row(
-    layer_out: tuple[Tensor, ...], selector: Callable[..., Any], whole: Tensor
+    layer_out: tuple[Tensor, ...],
+    selector: Callable[..., Any],
+    whole: Tensor,
+    check: bool,
 ) -> Tensor:
     """A batch-level selector applied to each row as a batch of one (vmapped
     where the selector allows it), checked to add up to its batch value."""
@@ -68,6 +77,8 @@ def _per_row(
     except Exception:  # data-dependent selectors: one row at a time
         rows = layer_out[0].shape[0]
         per = torch.stack([one(*(y[i] for y in layer_out)) for i in range(rows)])
+    if not check:
+        return per.to(whole.dtype)
     total = per.sum()
     scale = per.abs().sum() + whole.abs()
     tol = 1e-3 * float(scale) + 1e-6

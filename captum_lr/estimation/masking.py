@@ -82,7 +82,11 @@ def mask_gradient(
 
     Args:
 
-        runner (QueryRunner): Sends flat rows to the forward function.
+        runner (QueryRunner): Sends flat rows to the forward function; a
+                    runner that returns ``c`` scores per row (``(2 m rows,
+                    c)``, e.g. a ``ScaledRunner`` for ``"auto"``) gets
+                    ``(rows, c, k)`` values and standard errors, one
+                    estimate per score.
         inputs (Tensor): ``(rows, d)`` flat inputs ``x``, any dtype.
         baselines (Tensor): ``(rows, d)`` flat baselines ``b``, the dtype of
                     ``inputs``.
@@ -102,8 +106,7 @@ def mask_gradient(
     batch, dim = inputs.shape
     k = design.groups
     device = inputs.device
-    total = torch.zeros((batch, k), device=device, dtype=torch.float64)
-    squares = torch.zeros(batch, device=device, dtype=torch.float64)
+    total = squares = None  # (rows, c, k), (rows, c): c scores per row
     moved = torch.zeros(batch, dtype=torch.long, device=device)
     owners = torch.arange(batch, device=device)
     bar = tqdm(
@@ -122,10 +125,13 @@ def mask_gradient(
             keep = keep.unsqueeze(1)
         rows = torch.where(keep, inputs, baselines)  # (2m, rows, d)
         scores = runner(rows.reshape(2 * m * batch, dim), owners.repeat(2 * m))
-        scores = scores.view(2 * m, batch).to(torch.float64)
-        delta = scores[:m] - scores[m:]  # (m, rows): f(s) - f(-s)
-        moved += (delta != 0).sum(0)
-        total += delta.T @ signs
+        scores = scores.view(2 * m, batch, -1).to(torch.float64)
+        delta = scores[:m] - scores[m:]  # (m, rows, c): f(s) - f(-s)
+        moved += (delta[..., 0] != 0).sum(0)
+        if total is None:
+            total = delta.new_zeros((batch, delta.shape[2], k))
+            squares = delta.new_zeros((batch, delta.shape[2]))
+        total += torch.einsum("mrc,mk->rck", delta, signs)
         squares += delta.square().sum(0)
         bar.update(2 * m * batch)
     bar.close()
@@ -133,9 +139,19 @@ def mask_gradient(
         "check the model on masked inputs (parts of the inputs replaced by the "
         "baselines)"
     )
+    if total is None or squares is None:  # no pairs: nothing to estimate from
+        total = torch.zeros((batch, 1, k), device=device, dtype=torch.float64)
+        squares = torch.zeros((batch, 1), device=device, dtype=torch.float64)
+    cols = total.shape[1]
     values = total / n_pairs
-    stderr = mask_stderr(values, squares, n_pairs, design.order, moved > 0)
-    unknown = int(torch.isinf(stderr).any(1).sum().item()) if k > 1 else 0
+    stderr = mask_stderr(
+        values.reshape(batch * cols, k),
+        squares.reshape(-1),
+        n_pairs,
+        design.order,
+        (moved > 0).repeat_interleave(cols),
+    ).view(batch, cols, k)
+    unknown = int(torch.isinf(stderr[:, 0]).any(1).sum().item()) if k > 1 else 0
     if n_pairs > 0 and not bool(moved.any()):
         note = " (their standard errors are inf)" if unknown else ""
         warnings.warn(
@@ -165,6 +181,8 @@ def mask_gradient(
             MaskStderrWarning,
             stacklevel=5,
         )
+    if cols == 1:
+        return MaskEstimate(values[:, 0], stderr[:, 0])
     return MaskEstimate(values, stderr)
 
 
@@ -274,7 +292,9 @@ def mask_regression(
 
     Args:
 
-        runner (QueryRunner): Sends flat rows to the forward function.
+        runner (QueryRunner): Sends flat rows to the forward function (``c``
+                    scores per row give ``(rows, c, k)`` estimates, as for
+                    :func:`mask_gradient`).
         inputs (Tensor): ``(rows, d)`` flat inputs, any dtype.
         baselines (Tensor): ``(rows, d)`` flat baselines, the dtype of
                     ``inputs``.
@@ -299,7 +319,7 @@ def mask_regression(
         keep = keep.unsqueeze(1) if keep.dim() == 2 else keep
         rows = torch.where(keep, inputs, baselines)  # (r, rows, d)
         out = runner(rows.reshape(-1, dim), owners.repeat(m.shape[0]))
-        scores.append(out.view(m.shape[0], batch).to(torch.float64))
+        scores.append(out.view(m.shape[0], batch, -1).to(torch.float64))
         masks.append(m)
         bar.update(m.shape[0] * batch)
     bar.close()
@@ -307,7 +327,14 @@ def mask_regression(
         "check the model on masked inputs (parts of the inputs replaced by the "
         "baselines)"
     )
-    return regression_estimate(torch.cat(masks), torch.cat(scores), design.keep_prob)
+    f = torch.cat(scores)  # (n, rows, c)
+    cols = f.shape[2]
+    est = regression_estimate(torch.cat(masks), f.flatten(1), design.keep_prob)
+    if cols == 1:
+        return est
+    return MaskEstimate(
+        est.values.view(batch, cols, -1), est.stderr.view(batch, cols, -1)
+    )
 
 
 def regression_estimate(

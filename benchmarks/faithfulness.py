@@ -176,6 +176,8 @@ def methods(px: int, lr_rows: dict | None = None) -> dict:
     )
     # the Banzhaf values of the log-odds of the probability (same queries)
     m["LRMaskGradient (blur) [grid14, logit]"] = mask_method(output_scale="logit")
+    # the Banzhaf values of the angle arcsin(sqrt(p)) of the probability
+    m["LRMaskGradient (blur) [grid14, angular]"] = mask_method(output_scale="angular")
 
     def occlusion(t, r, s):
         w, st = occlusion_geometry(px, r)
@@ -301,6 +303,12 @@ def main(argv=None) -> None:
         help="comma-separated result names of runs on parts of --images "
         "(same budgets and methods): write their records as one table to --out",
     )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --merge: a later part's record of a photo, method and "
+        "budget replaces an earlier part's (a method re-run with new code)",
+    )
     args = p.parse_args(argv)
     if args.merge:
         merge(args)
@@ -389,18 +397,22 @@ def merge(args) -> None:
         values = {json.dumps(part[key]) for part in parts}
         if len(values) > 1:
             raise SystemExit(f"the parts differ in {key}: {sorted(values)}")
-    records, seen = [], set()
+    records: dict = {}  # (photo, method, budget) -> record, in order
+    replaced = set()
     for part in parts:
         for r in part["records"]:
             key = (r["image"], r["method"], r["budget"])
-            if key in seen and r["budget"] is None:
+            if key in records and r["budget"] is None:
                 continue  # a reference every part scores: the first part's
-            if key in seen:
+            if key in records and not getattr(args, "replace", False):
                 raise SystemExit(f"a photo, method and budget is in two parts: {key}")
-            seen.add(key)
-            records.append(r)
+            if key in records:
+                replaced.add(r["method"])
+            records[key] = r
     args.px, args.subsets = parts[0]["px"], parts[0]["mufidelity_subsets"]
-    payload = summarise(records, parts[0]["budgets"], args, show=True)
+    payload = summarise(list(records.values()), parts[0]["budgets"], args, show=True)
+    if replaced:
+        payload["replaced"] = sorted(replaced)  # re-run in a later part
     payload["machine"] = parts[0]["machine"]  # where the runs ran
     payload["parts"] = [
         {

@@ -60,17 +60,14 @@ class LRMaskGradient(PerturbationAttribution):
     probabilities splits the rows and averages their semivalues.
 
     ``output_scale`` chooses the scale of the explained output (same queries,
-    same estimator): by default (``"auto"``) an output that stays in ``[0,
-    1]`` on every query (a probability) is explained on the **angular
-    scale** ``arcsin(sqrt(f))``, any other output as it is. The angle is the
-    variance-stabilizing transform of a probability: the masked queries of
-    an image mostly give the class a probability near 0 (or, for a
-    confident class, near 1), where changes of ``f`` are small but decide
-    which regions the class needs; the angle stretches both ends (like the
-    log-odds, ``"logit"``, but bounded, so a region that only moves a
-    probability between 1e-6 and 1e-4 does not dominate the map). On image
-    classifiers it ranks regions more faithfully than the probability
-    (benchmarks/README.md, issue 15). ``"identity"`` explains ``f`` itself.
+    same estimator): ``"identity"`` (the default) explains ``f`` itself;
+    ``"angular"`` the angle ``arcsin(sqrt(f))`` of a probability ``f`` (the
+    variance-stabilizing transform of a proportion, which stretches changes
+    near 0 and 1), ``"logit"`` its log-odds, and ``"auto"`` the angle when
+    every output of the call lies in ``[0, 1]`` and ``f`` otherwise. Measured
+    on an image classifier (issue 15), neither transform ranked regions more
+    faithfully than ``f`` on the held-out photos, though both did on the
+    tuning photos.
 
     Unlike the gradient classes it explains large perturbations: use it for
     region maps of images (a :class:`~captum_lr.Grid` feature mask and a
@@ -196,7 +193,7 @@ class LRMaskGradient(PerturbationAttribution):
         perturbations_per_eval: int = 16,
         show_progress: bool = False,
         keep_prob: float | tuple[float, ...] = 0.5,
-        output_scale: str = "auto",
+        output_scale: str = "identity",
     ) -> TensorOrTupleOfTensorsGeneric:
         r"""
         Args:
@@ -262,31 +259,29 @@ class LRMaskGradient(PerturbationAttribution):
                         output is explained; the values and
                         :attr:`last_stderr` are those of the transformed
                         output ``g(f)`` (same queries, same estimator):
-                        ``"auto"``: ``"angular"`` when every output of the
-                        call lies in ``[0, 1]`` (a softmax or sigmoid
-                        probability), ``"identity"`` otherwise (both are
-                        computed from the same queries; the choice is made
-                        after the last one and stored in
-                        :attr:`last_output_scale`). ``"identity"``: ``f``.
-                        ``"angular"``: ``arcsin(sqrt(f))`` of a probability
-                        ``f``. ``"logit"``: the log-odds ``log(f / (1 -
-                        f))``, ``f`` clamped to ``[1e-12, 1 - 1e-12]``.
+                        ``"identity"``: ``f``. ``"angular"``:
+                        ``arcsin(sqrt(f))`` of a probability ``f``.
+                        ``"logit"``: the log-odds ``log(f / (1 - f))``, ``f``
+                        clamped to ``[1e-12, 1 - 1e-12]``. ``"auto"``:
+                        ``"angular"`` when every output of the call lies in
+                        ``[0, 1]``, ``"identity"`` otherwise (both computed
+                        from the same queries; the choice is made after the
+                        last one and stored in :attr:`last_output_scale`).
                         ``"angular"`` and ``"logit"`` raise a ``ValueError``
                         on an output outside ``[0, 1]``. Measured on an
-                        image classifier (issue 15, tuning photos), the
-                        angle ranked regions best at 4,000 rows and within
-                        0.05 of Lime on every photo and seed; the log-odds
-                        led at 1,000 rows there but was behind the
-                        probability on the eval photos.
-                        Default: ``"auto"``
+                        image classifier (issue 15; insertion - deletion at
+                        1,000 / 4,000 rows), the angle and the log-odds were
+                        ahead of ``f`` on the tuning photos and not on the
+                        eval photos (angle: -0.002 / -0.012; log-odds:
+                        -0.03 / -0.09), so the default stays ``f``.
+                        Default: ``"identity"``
 
         Returns:
             *Tensor* or *tuple[Tensor, ...]* of **attributions**, shaped like
             the inputs and typed like them (floating point for integer and
             boolean inputs: float32, or wider if another input is): every
             coordinate holds its group's Banzhaf value of the selected output
-            on the output scale (its semivalue at ``keep_prob``): of
-            ``arcsin(sqrt(f))`` for a probability output by default.
+            on the output scale (its semivalue at ``keep_prob``).
 
         Examples::
 

@@ -4,7 +4,7 @@ The masked queries are the same on every scale; a monotone transform ``g``
 of each query's output ``f`` changes the estimand to the Banzhaf value (or
 semivalue) of ``g(f)``:
 
-- ``"identity"``: ``f`` itself.
+- ``"identity"``: ``f`` itself (the default).
 - ``"angular"``: ``arcsin(sqrt(f))`` of a probability ``f`` in ``[0, 1]``,
   the variance-stabilizing transform of a proportion (a probability's
   changes near 0 and near 1, where the masked queries of an image spend most

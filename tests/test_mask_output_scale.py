@@ -156,8 +156,12 @@ def test_auto_explains_a_probability_on_the_angular_scale(keep_prob):
     assert default.last_output_scale == "identity"
 
 
-# power and seed: the first call inside [0, 1], a later one outside
-@pytest.mark.parametrize("keep_prob, power, seed", [(0.5, 1, 0), (0.7, 3, 1)])
+# power and seed: the first call inside [0, 1], a later one outside;
+# (0.5, 0.7): every query of the 1/2 share inside, some of the 0.7 share out:
+# the 1/2 share's estimate must be the identity's too
+@pytest.mark.parametrize(
+    "keep_prob, power, seed", [(0.5, 1, 0), (0.7, 3, 1), ((0.5, 0.7), 3, 0)]
+)
 def test_auto_keeps_the_output_when_a_later_query_leaves_the_unit_interval(
     keep_prob, power, seed
 ):

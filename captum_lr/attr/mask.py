@@ -327,26 +327,16 @@ class LRMaskGradient(PerturbationAttribution):
             else self.seed
         )
         flat_dtype = _flat_dtype(dtypes)
-        parts = []
-        for p, rows in zip(probs, _split_rows(n_samples, probs)):
-            parts.append(
-                _estimate(
-                    runner,
-                    (_flatten(xs, flat_dtype), _flatten(bases, flat_dtype), index),
-                    k,
-                    p,
-                    rows,
-                    generator,
-                    perturbations_per_eval,
-                    show_progress,
-                )
-            )
-        parts = [runner.select(e) for e in parts]
-        self.last_output_scale = runner.chosen
-        estimate = MaskEstimate(
-            sum(e.values for e in parts) / len(parts),
-            sum(e.stderr.square() for e in parts).sqrt() / len(parts),
+        estimate = _estimate_mixture(
+            runner,
+            (_flatten(xs, flat_dtype), _flatten(bases, flat_dtype), index),
+            k,
+            (probs, n_samples),
+            generator,
+            perturbations_per_eval,
+            show_progress,
         )
+        self.last_output_scale = runner.chosen
         values = layout.split(_gather(estimate.values, index), out_dtypes)
         stderr = layout.split(_gather(estimate.stderr, index), out_dtypes)
         self.last_stderr = stderr if is_tuple else stderr[0]
@@ -415,6 +405,33 @@ def _check_regression_rows(n_samples: int, probs: tuple[float, ...], k: int) -> 
                 f"keep_prob=0.5 gets {r} of n_samples={n_samples} rows and needs "
                 "a pair: raise n_samples."
             )
+
+
+def _estimate_mixture(
+    runner: ScaledRunner,
+    flat: tuple[Tensor, Tensor, Tensor],
+    k: int,
+    budget: tuple[tuple[float, ...], int],
+    generator: torch.Generator,
+    perturbations_per_eval: int,
+    show_progress: bool,
+) -> MaskEstimate:
+    """Every keep probability's estimate on its share of ``n_samples``, on the
+    runner's chosen output scale, averaged (``budget``: the keep
+    probabilities and ``n_samples``)."""
+    probs, n_samples = budget
+    estimates = [
+        _estimate(
+            runner, flat, k, p, rows, generator, perturbations_per_eval, show_progress
+        )
+        for p, rows in zip(probs, _split_rows(n_samples, probs))
+    ]
+    # "auto" chooses after the call's last query, so select only now
+    parts = [runner.select(e) for e in estimates]
+    return MaskEstimate(
+        sum(e.values for e in parts) / len(parts),
+        sum(e.stderr.square() for e in parts).sqrt() / len(parts),
+    )
 
 
 def _estimate(

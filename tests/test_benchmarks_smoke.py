@@ -226,3 +226,32 @@ def test_noise_tunnel_smoke(tmp_path):
     data = read(out.with_suffix(".json"))
     assert len(data["records"]) == 4
     assert {r["shared_noise"] for r in data["records"]} == {True, False}
+
+
+def test_mask_tuning_smoke(tmp_path):
+    from benchmarks import mask_tuning
+
+    out = tmp_path / "tuning"
+    common = ["--images", "chelsea", "--px", "32", "--seeds", "0", "--threads", "1"]
+    # 700 rows: keep_prob (0.25, 0.5, 0.75) fits a regression on 196 cells
+    mask_tuning.main(common + ["--budgets", "700", "--out", str(out)])
+    data = read(out.with_suffix(".json"))
+    got = {r["method"] for r in data["records"]}
+    offline = set(mask_tuning.OFFLINE.split(";"))
+    assert set(mask_tuning.PEERS) | {"default"} | offline | set(mask_tuning.API) == got
+    assert all(r["rows"] <= 700 for r in data["records"])
+    assert all("ins_minus_del" in r or r.get("constant") for r in data["records"])
+    assert "paired on photo and seed" in data["table"] and "asin" in data["note"]
+    # the same table from the records as jsonl
+    folder = tmp_path / "records"
+    folder.mkdir()
+    lines = [json.dumps(r) for r in data["records"]]
+    (folder / "a.jsonl").write_text("\n".join(lines + lines[:2]) + "\n")
+    again = tmp_path / "again"
+    mask_tuning.main(
+        common
+        + ["--budgets", "700", "--from-records", str(folder), "--out", str(again)]
+    )
+    from_records = read(again.with_suffix(".json"))
+    assert from_records["table"] == data["table"]
+    assert "2 records were in the jsonl twice" in from_records["note"]

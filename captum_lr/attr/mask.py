@@ -420,12 +420,20 @@ def _estimate_mixture(
     runner's chosen output scale, averaged (``budget``: the keep
     probabilities and ``n_samples``)."""
     probs, n_samples = budget
-    estimates = [
-        _estimate(
-            runner, flat, k, p, rows, generator, perturbations_per_eval, show_progress
+    estimates = []  # a loop, not a comprehension: the warnings' stacklevel
+    for p, rows in zip(probs, _split_rows(n_samples, probs)):
+        estimates.append(
+            _estimate(
+                runner,
+                flat,
+                k,
+                p,
+                rows,
+                generator,
+                perturbations_per_eval,
+                show_progress,
+            )
         )
-        for p, rows in zip(probs, _split_rows(n_samples, probs))
-    ]
     # "auto" chooses after the call's last query, so select only now
     parts = [runner.select(e) for e in estimates]
     return MaskEstimate(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -115,9 +116,9 @@ def estimate_queries(attribution: Any, inputs: Any, **attribute_kwargs: Any) -> 
         )
     counter = _RowCounter(_output_shape(attribute_kwargs.get("target")))
     estimator = getattr(holder, "estimator", None)
-    spent = getattr(estimator, "queries", None)
-    # a dry run must not use up the estimator's one accuracy warning
-    warned = getattr(estimator, "_warned_accuracy", None)
+    # a dry run must not count its rows nor use up the one accuracy warning
+    quiet = getattr(estimator, "dry_run", None)
+    spent = None if quiet is not None else getattr(estimator, "queries", None)
     own = None if estimator is not None else getattr(holder, "queries", None)
     # what the last real call left (last_stderr, last_design, ...), not the dry run's
     results = [
@@ -134,15 +135,13 @@ def estimate_queries(attribution: Any, inputs: Any, **attribute_kwargs: Any) -> 
     )
     holder.forward_func = counter
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet() if quiet else nullcontext():
             warnings.simplefilter("ignore")
             attribution.attribute(inputs, **attribute_kwargs)
     finally:
         holder.forward_func = saved_forward
         if spent is not None:
             estimator.queries = spent
-        if warned is not None:
-            estimator._warned_accuracy = warned
         if isinstance(own, int):  # LRMaskGradient counts its own rows
             holder.queries = own
         for obj, saved in results:

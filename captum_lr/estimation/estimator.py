@@ -313,6 +313,26 @@ class LREstimator:
             f"max_batch_size={self.max_batch_size})"
         )
 
+    @contextmanager
+    def dry_run(self) -> Iterator[None]:
+        r"""
+        A block whose calls leave no trace on the estimator's counters: on
+        exit :attr:`queries` and the one-time low-accuracy warning are as
+        they were (what :func:`~captum_lr.estimate_queries` needs to count
+        a call's rows without spending them).
+
+        Examples::
+
+            >>> with estimator.dry_run():
+            ...     estimator(forward, (x,))
+            >>> estimator.queries  # unchanged
+        """
+        queries, warned = self.queries, self._warned_accuracy
+        try:
+            yield
+        finally:
+            self.queries, self._warned_accuracy = queries, warned
+
     def _plan_shape(self, layout: InputLayout) -> tuple[int, bool]:
         """Samples per row and whether they are antithetic, for this layout."""
         return self._resolve(layout)[1:]

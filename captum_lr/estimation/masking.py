@@ -161,7 +161,9 @@ def mask_gradient(
             "the groups explain one by one (check the baselines, the target and "
             "the feature mask).",
             ConstantMaskOutputWarning,
-            stacklevel=5,  # mask_gradient < _estimate < attribute < log_usage < caller
+            # mask_gradient < _estimate < _estimate_mixture < attribute <
+            # log_usage < caller
+            stacklevel=6,
         )
     elif unknown:
         if n_pairs == 1:
@@ -179,7 +181,7 @@ def mask_gradient(
         warnings.warn(
             f"the standard errors are inf: {why}.",
             MaskStderrWarning,
-            stacklevel=5,
+            stacklevel=6,
         )
     if cols == 1:
         return MaskEstimate(values[:, 0], stderr[:, 0])

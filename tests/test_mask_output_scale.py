@@ -5,10 +5,9 @@ angle when every output is in [0, 1] and the output itself otherwise; the
 default (``"identity"``) is the output itself. Statistical checks: z-scores
 on the spread of independent seeds, as in test_mask_keep_prob."""
 
-import itertools
-
 import pytest
 import torch
+from mask_reference import semivalue
 
 from captum_lr import Grid, LRMaskGradient
 
@@ -112,19 +111,6 @@ def probability(k, seed):
 
 def angle(f):
     return lambda z: torch.asin(f(z).sqrt())
-
-
-def semivalue(f, k, p):
-    """Exact ``dF/dp_G`` at keep probability ``p`` on ``{0, 1}^k`` (ones,
-    baseline zeros)."""
-    subsets = torch.tensor(list(itertools.product([0.0, 1.0], repeat=k))).double()
-    values = f(subsets)
-    out = torch.zeros(k, dtype=torch.float64)
-    for g in range(k):
-        others = subsets.sum(1) - subsets[:, g]
-        weight = p**others * (1 - p) ** (k - 1 - others)
-        out[g] = (weight * values * (2 * subsets[:, g] - 1)).sum()
-    return out
 
 
 @pytest.mark.parametrize("keep_prob", [0.5, 0.7, (0.5, 0.7)])

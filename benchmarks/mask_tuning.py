@@ -9,7 +9,7 @@ LRMaskGradient on 14 x 14 cells over a blurred baseline ("default"), its
 queries (keep masks and outputs, in memory) re-estimated with other
 estimators and output transforms ("offline"); LRMaskGradient with other keep
 probabilities, blurs and grids ("api"). Every LRMaskGradient call explains
-the probability (output_scale="identity", the default before issue 15). Each
+the probability (output_scale="identity", its default). Each
 method is paired with Lime (blur) on photo and seed. --from-records tables
 *.jsonl records (a JSON object a line) instead of collecting them."""
 
@@ -82,11 +82,11 @@ MEANING = {  # a variant (A: its argument) -> what it is
 }
 SCALES = (
     '"default" and the API variants ran LRMaskGradient with output_scale='
-    '"identity" (the probability p, the default before issue 15); the offline '
-    'variants re-estimate from the queries of "default"; "asin" is the angular '
-    'scale arcsin(sqrt(p)) of the new default output_scale="auto", estimated '
-    'by least squares like "ols" (LRMaskGradient\'s own estimate of p is '
-    '"default")'
+    '"identity" (the probability p, its default); the offline variants '
+    're-estimate from the queries of "default"; "asin" is the angular scale '
+    'arcsin(sqrt(p)) (what output_scale="angular" explains, and "auto" for a '
+    'probability), estimated by least squares like "ols" (LRMaskGradient\'s '
+    'own estimate of p is "default")'
 )
 
 

@@ -331,7 +331,8 @@ class LRMaskGradient(PerturbationAttribution):
             runner,
             (_flatten(xs, flat_dtype), _flatten(bases, flat_dtype), index),
             k,
-            (probs, n_samples),
+            probs,
+            n_samples,
             generator,
             perturbations_per_eval,
             show_progress,
@@ -411,15 +412,14 @@ def _estimate_mixture(
     runner: ScaledRunner,
     flat: tuple[Tensor, Tensor, Tensor],
     k: int,
-    budget: tuple[tuple[float, ...], int],
+    probs: tuple[float, ...],
+    n_samples: int,
     generator: torch.Generator,
     perturbations_per_eval: int,
     show_progress: bool,
 ) -> MaskEstimate:
     """Every keep probability's estimate on its share of ``n_samples``, on the
-    runner's chosen output scale, averaged (``budget``: the keep
-    probabilities and ``n_samples``)."""
-    probs, n_samples = budget
+    runner's chosen output scale, averaged."""
     estimates = []  # a loop, not a comprehension: the warnings' stacklevel
     for p, rows in zip(probs, _split_rows(n_samples, probs)):
         estimates.append(

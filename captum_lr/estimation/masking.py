@@ -83,8 +83,9 @@ def mask_gradient(
     Args:
 
         runner (QueryRunner): Sends flat rows to the forward function; a
-                    runner that returns ``c`` scores per row (``(2 m rows,
-                    c)``, e.g. a ``ScaledRunner`` for ``"auto"``) gets
+                    runner with ``columns = c`` returns ``c`` scores per row
+                    (``(2 m rows, c)``, e.g. a ``ScaledRunner`` for
+                    ``"auto"``) and gets
                     ``(rows, c, k)`` values and standard errors, one
                     estimate per score.
         inputs (Tensor): ``(rows, d)`` flat inputs ``x``, any dtype.
@@ -106,7 +107,9 @@ def mask_gradient(
     batch, dim = inputs.shape
     k = design.groups
     device = inputs.device
-    total = squares = None  # (rows, c, k), (rows, c): c scores per row
+    cols = getattr(runner, "columns", 1)  # scores per row
+    total = torch.zeros((batch, cols, k), device=device, dtype=torch.float64)
+    squares = torch.zeros((batch, cols), device=device, dtype=torch.float64)
     moved = torch.zeros(batch, dtype=torch.long, device=device)
     owners = torch.arange(batch, device=device)
     bar = tqdm(
@@ -125,12 +128,9 @@ def mask_gradient(
             keep = keep.unsqueeze(1)
         rows = torch.where(keep, inputs, baselines)  # (2m, rows, d)
         scores = runner(rows.reshape(2 * m * batch, dim), owners.repeat(2 * m))
-        scores = scores.view(2 * m, batch, -1).to(torch.float64)
+        scores = scores.view(2 * m, batch, cols).to(torch.float64)
         delta = scores[:m] - scores[m:]  # (m, rows, c): f(s) - f(-s)
         moved += (delta[..., 0] != 0).sum(0)
-        if total is None:
-            total = delta.new_zeros((batch, delta.shape[2], k))
-            squares = delta.new_zeros((batch, delta.shape[2]))
         total += torch.einsum("mrc,mk->rck", delta, signs)
         squares += delta.square().sum(0)
         bar.update(2 * m * batch)
@@ -139,10 +139,6 @@ def mask_gradient(
         "check the model on masked inputs (parts of the inputs replaced by the "
         "baselines)"
     )
-    if total is None or squares is None:  # no pairs: nothing to estimate from
-        total = torch.zeros((batch, 1, k), device=device, dtype=torch.float64)
-        squares = torch.zeros((batch, 1), device=device, dtype=torch.float64)
-    cols = total.shape[1]
     values = total / n_pairs
     stderr = mask_stderr(
         values.reshape(batch * cols, k),

@@ -9,10 +9,11 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -126,6 +127,30 @@ def _check_count(name: str, value: Any, minimum: int = 1, none: bool = False) ->
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
 
 
+def _check_args(
+    make_explainer: Any,
+    num_workers: Any,
+    batch_size: Any,
+    max_queries: Any,
+    stderr_replicates: Any,
+) -> None:
+    """The checks :func:`attribute_dataset` makes before starting Ray."""
+    _check_count("num_workers", num_workers)
+    _check_count("batch_size", batch_size)
+    _check_count("max_queries", max_queries, minimum=0, none=True)
+    _check_count("stderr_replicates", stderr_replicates, minimum=2, none=True)
+    _check_picklable(make_explainer)
+
+
+class _Pool(NamedTuple):
+    """The shape of the actor pool (see :func:`attribute_dataset`)."""
+
+    batch_size: int
+    num_workers: int
+    num_gpus_per_worker: float
+    num_cpus_per_worker: float | None
+
+
 def _start_ray(address: str | None) -> bool:
     """Connects to ``address`` (or starts a local Ray) unless Ray is already
     running in this process; returns whether this call started it."""
@@ -137,22 +162,53 @@ def _start_ray(address: str | None) -> bool:
     return True
 
 
-def _pipeline(rows: JobRows, todo: set[Any], config: WorkerConfig, opts: dict) -> Any:
+@contextmanager
+def _ray_session(address: str | None, t0: float) -> Iterator[float]:
+    """Ray for one job (:func:`_start_ray`), shut down on exit if this call
+    started it; yields the seconds since ``t0`` (the start-up time)."""
+    started = _start_ray(address)
+    try:
+        yield time.perf_counter() - t0
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _pending(
+    output: str | os.PathLike, config: WorkerConfig, rows: JobRows, resume: bool
+) -> list[Any]:
+    """Checks that ``output`` is empty or holds this job's results (its part
+    files removed unless ``resume``) and writes the job's manifest; returns
+    the ids of ``rows`` not written yet, in order."""
+    job = _job_fingerprint(
+        config.make_explainer, config.attribute_kwargs, rows, config.stderr_replicates
+    )
+    had = check_manifest(output, job)
+    if had and not resume:
+        clear_parts(output)
+    write_manifest(output, job)
+    done_before = written_ids(output)
+    return [i for i in rows.ids if i not in done_before]
+
+
+def _pipeline(rows: JobRows, todo: set[Any], config: WorkerConfig, pool: _Pool) -> Any:
     from ray.data import ActorPoolStrategy, DataContext
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    return rows.only(todo, opts["batch_size"]).map_batches(
+    return rows.only(todo, pool.batch_size).map_batches(
         ExplainWorker,
         fn_constructor_args=(config,),
-        batch_size=opts["batch_size"],
+        batch_size=pool.batch_size,
         batch_format="numpy",
         compute=ActorPoolStrategy(
-            size=opts["num_workers"], max_tasks_in_flight_per_actor=1
+            size=pool.num_workers, max_tasks_in_flight_per_actor=1
         ),
-        num_gpus=opts["num_gpus_per_worker"] or None,
-        num_cpus=opts["num_cpus_per_worker"],
+        num_gpus=pool.num_gpus_per_worker or None,
+        num_cpus=pool.num_cpus_per_worker,
     )
 
 
@@ -315,51 +371,27 @@ def attribute_dataset(
         >>> maps = load_attributions("ig-val")
     """
     t0 = time.perf_counter()
-    _check_count("num_workers", num_workers)
-    _check_count("batch_size", batch_size)
-    _check_count("max_queries", max_queries, minimum=0, none=True)
-    _check_count("stderr_replicates", stderr_replicates, minimum=2, none=True)
-    _check_picklable(make_explainer)
-    kwargs = dict(attribute_kwargs or {})
-    started = _start_ray(address)
-    startup = time.perf_counter() - t0
-    try:
+    _check_args(make_explainer, num_workers, batch_size, max_queries, stderr_replicates)
+    config = WorkerConfig(
+        make_explainer=make_explainer,
+        output=str(output),
+        attribute_kwargs=dict(attribute_kwargs or {}),
+        seed=seed,
+        stderr_replicates=stderr_replicates,
+        threads=threads_per_worker,
+        device="cuda" if num_gpus_per_worker else None,
+        job_budget=max_queries is not None,
+    )
+    pool = _Pool(batch_size, num_workers, num_gpus_per_worker, num_cpus_per_worker)
+    with _ray_session(address, t0) as startup:
         rows = job_rows(dataset, input_shape)
-        job = _job_fingerprint(make_explainer, kwargs, rows, stderr_replicates)
-        had = check_manifest(output, job)
-        if had and not resume:
-            clear_parts(output)
-        write_manifest(output, job)
-        done_before = written_ids(output)
-        todo = [i for i in rows.ids if i not in done_before]
-        summary = DatasetSummary(
-            0, len(rows.ids) - len(todo), 0, 0.0, str(Path(output)), startup
-        )
+        todo = _pending(output, config, rows, resume)
+        skipped = len(rows.ids) - len(todo)
+        summary = DatasetSummary(0, skipped, 0, 0.0, str(Path(output)), startup)
         if todo:
-            config = WorkerConfig(
-                make_explainer=make_explainer,
-                output=str(output),
-                attribute_kwargs=kwargs,
-                seed=seed,
-                stderr_replicates=stderr_replicates,
-                threads=threads_per_worker,
-                device="cuda" if num_gpus_per_worker else None,
-                job_budget=max_queries is not None,
-            )
-            pool = {
-                "batch_size": batch_size,
-                "num_workers": num_workers,
-                "num_gpus_per_worker": num_gpus_per_worker,
-                "num_cpus_per_worker": num_cpus_per_worker,
-            }
             _execute(rows, todo, summary, config, pool, max_queries, show_progress)
         summary.wall_time_s = time.perf_counter() - t0
         return summary
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
 
 
 def _execute(
@@ -367,7 +399,7 @@ def _execute(
     todo: list[Any],
     summary: DatasetSummary,
     config: WorkerConfig,
-    pool: dict[str, Any],
+    pool: _Pool,
     max_queries: int | None,
     show_progress: bool,
 ) -> None:

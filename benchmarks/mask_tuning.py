@@ -9,7 +9,8 @@ LRMaskGradient on 14 x 14 cells over a blurred baseline ("default"), its
 queries (keep masks and outputs, in memory) re-estimated with other
 estimators and output transforms ("offline"); LRMaskGradient with other keep
 probabilities, blurs and grids ("api"). Every LRMaskGradient call explains
-the probability (output_scale="identity", its default). Each
+the probability (output_scale="identity", its default); "twoscale" adds
+to a Grid(14) map a weighted Grid(7) map from a share of the rows. Each
 method is paired with Lime (blur) on photo and seed. --from-records tables
 *.jsonl records (a JSON object a line) instead of collecting them."""
 
@@ -58,6 +59,10 @@ API = {  # label -> LRMaskGradient options (base: blur kernel and sigma)
     "grid 10": dict(grid=10),
     "grid 7": dict(grid=7),
 }
+TWO_SCALE = {  # share of the rows on Grid(7) -> weights of its map
+    0.5: (0.5, 1.0, 2.0),
+    0.25: (0.5, 1.0, 2.0),
+}
 MEANING = {  # a variant (A: its argument) -> what it is
     "Lime (blur)": "Captum Lime, Lasso(alpha=1e-4), 14 x 14 grid, blurred baseline",
     "KernelShap (blur)": "Captum KernelShap, 14 x 14 grid, blurred baseline",
@@ -79,6 +84,10 @@ MEANING = {  # a variant (A: its argument) -> what it is
     "keep A": "keep_prob A instead of 0.5 (a+b: the mean of their semivalues)",
     "blur A": "blur_baseline(kernel k (11 unless named), sigma s), not (11, 5)",
     "grid A": "Grid(A) instead of Grid(14)",
+    "2scale A": (
+        "two-scale map, 'c' share of the rows on Grid(7) (seed + 1000), the rest "
+        "on Grid(14) (seed); the Grid(14) map plus 'w' times the Grid(7) map / 4"
+    ),
 }
 SCALES = (
     '"default" and the API variants ran LRMaskGradient with output_scale='
@@ -163,13 +172,14 @@ def collect(task, seed, budget, parts, variants) -> list[dict]:
     """The records of one photo, seed and budget."""
     out = []
 
-    def emit(method, run):
+    def emit(method, run, rows=None):
         torch.manual_seed(seed)
         np.random.seed(seed)
         task.rows = 0
         attr = run()
         rec = {"photo": task.name, "method": method, "seed": seed, "budget": budget}
-        out.append({**rec, "rows": task.rows, **score(task, attr)})
+        rows = task.rows if rows is None else rows
+        out.append({**rec, "rows": rows, **score(task, attr)})
         print(json.dumps(out[-1]), flush=True)
 
     if "peers" in parts:
@@ -193,6 +203,16 @@ def collect(task, seed, budget, parts, variants) -> list[dict]:
         for v, cell_values in maps.items():
             attr = cell_values.double()[cells.cpu()].expand(3, *cells.shape)
             emit(v, lambda a=attr: a)
+    if "twoscale" in parts:
+        for share, weights in TWO_SCALE.items():
+            coarse_rows = int(budget * share)
+            task.rows = 0
+            fine = lr_mask(task, task.prob, seed, budget - coarse_rows)[0]
+            coarse = lr_mask(task, task.prob, seed + 1000, coarse_rows, grid=7)[0]
+            spent = task.rows
+            for w in weights:
+                label = f"2scale c{share} w{w}"
+                emit(label, lambda a=fine + w * coarse / 4: a, rows=spent)
     if "api" in parts:
         for label, kw in API.items():
             emit(label, lambda kw=kw: lr_mask(task, task.prob, seed, budget, **kw)[0])

@@ -255,3 +255,19 @@ def test_mask_tuning_smoke(tmp_path):
     from_records = read(again.with_suffix(".json"))
     assert from_records["table"] == data["table"]
     assert "2 records were in the jsonl twice" in from_records["note"]
+
+
+def test_mask_tuning_two_scale_smoke(tmp_path):
+    from benchmarks import mask_tuning
+
+    out = tmp_path / "two"
+    args = ["--images", "chelsea", "--px", "32", "--seeds", "0", "--threads", "1"]
+    args += ["--budgets", "200", "--parts", "twoscale", "--out", str(out)]
+    mask_tuning.main(args)
+    data = read(out.with_suffix(".json"))
+    got = {r["method"]: r for r in data["records"]}
+    assert set(got) == {
+        f"2scale c{c} w{w}" for c, ws in mask_tuning.TWO_SCALE.items() for w in ws
+    }
+    assert all(0 < r["rows"] <= 200 for r in got.values())
+    assert "Grid(7)" in data["note"]

@@ -271,3 +271,29 @@ def test_mask_tuning_two_scale_smoke(tmp_path):
     }
     assert all(0 < r["rows"] <= 200 for r in got.values())
     assert "Grid(7)" in data["note"]
+
+
+def test_seed_spread_tables_a_peer_against_itself(tmp_path):
+    from benchmarks import seed_spread
+
+    def run(name, ours, peer):
+        recs = [
+            {"image": img, "method": m, "budget": 1000, "ins_minus_del": v}
+            for m, values in ((seed_spread.METHOD, ours), (seed_spread.PEER, peer))
+            for img, v in values.items()
+        ]
+        (tmp_path / f"{name}.json").write_text(json.dumps({"records": recs}))
+        return f"{tmp_path / name}:{len(list(tmp_path.glob('*.json'))) - 1}"
+
+    runs = [
+        run("s0", {"a": 0.5, "b": 0.3}, {"a": 0.6, "b": 0.3}),
+        run("s1", {"a": 0.5, "b": 0.4}, {"a": 0.4, "b": 0.3}),
+    ]
+    out = tmp_path / "spread"
+    seed_spread.main(["--runs", ",".join(runs), "--budgets", "1000", "--out", str(out)])
+    data = read(out.with_suffix(".json"))
+    # a: ours - peer = -0.1, +0.1 (mean 0); b: 0, +0.1 (mean +0.05)
+    assert data["summary"]["1000"]["behind"] == 0
+    # the peer at seed 1 is 0.2 behind its seed 0 on a
+    assert data["summary"]["1000"]["peer"] == {"1": ["a"]}
+    assert "| a " in data["table"] and "+0.000 ± 0.100" in data["table"]

@@ -1,10 +1,12 @@
 r"""The likelihood-ratio gradient estimator: a drop-in ``gradient_func``.
 
 A call resolves its plan once (design, budget, noise streams, noise scales:
-:meth:`LREstimator._plan_call`), sends its queries in chunks
+:func:`~captum_lr.estimation.planning.plan_call`), sends its queries in chunks
 (:func:`~captum_lr.estimation.loop.run_queries`, into
 :class:`~captum_lr.estimation.sums.RunningSums`),
-combines the sums per design, and reports (:meth:`LREstimator._finish`).
+combines the sums per design, and reports
+(:func:`~captum_lr.estimation.outcome.finish_call`). What it estimates of a
+gradient is :func:`~captum_lr.estimation.projection.project_gradients`.
 """
 
 from __future__ import annotations
@@ -12,56 +14,31 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from captum._utils.typing import TargetType
 from torch import Tensor
 
-from captum_lr.estimation.designs import (
-    DESIGNS,
-    SamplingPlan,
-    image_channels,
-    resolve_design,
-)
-from captum_lr.estimation.diagnostics import (
-    warn_low_accuracy,
-    warn_uninformative,
-)
-from captum_lr.estimation.frequency import FrequencyStrata
+from captum_lr.estimation.designs import DESIGNS
+from captum_lr.estimation.diagnostics import warn_low_accuracy
 from captum_lr.estimation.layout import InputLayout
-from captum_lr.estimation.loop import CallPlan, run_queries
-from captum_lr.estimation.noise_scale import probe_pairs
-from captum_lr.estimation.priors import BoundPrior, GroupPrior, SharedChannels
-from captum_lr.estimation.queries import QueryRunner
-from captum_lr.estimation.rows import StreamLayout, assign_streams, rms_sigmas
-from captum_lr.estimation.strata import ChannelStrata
-from captum_lr.estimation.streams import CounterNoise, call_key
-from captum_lr.estimation.sums import RunningSums
-from captum_lr.estimation.supports import Blocks, BlockSpec, FeatureGroups, Support
-from captum_lr.estimation.surrogate import (
-    Surrogate,
-    SurrogatePlan,
-    make_surrogate_plan,
-    resolve_surrogate_design,
-    surrogate_project,
+from captum_lr.estimation.loop import run_queries
+from captum_lr.estimation.outcome import CallReport, finish_call
+from captum_lr.estimation.planning import AUTO_SIGMA as AUTO_SIGMA  # re-exported
+from captum_lr.estimation.planning import (
+    DesignChoice,
+    design_choice,
+    plan_call,
+    query_rows,
+    resolve,
 )
-
-AUTO_SIGMA = {"coordinate": 5e-3, "random": 1e-4}
-r"""``sigma="auto"``: for coordinate sweeps (central differences, bias
-O(sigma^2), one coordinate per query so rounding matters) the fraction of each
-coordinate's magnitude (floored by ``rows.COORDINATE_FLOOR`` of its tensor's
-RMS); for random designs (one-sided, bias O(sigma), many coordinates per
-query) the fraction of each input tensor's RMS."""
-
-
-class DesignChoice(NamedTuple):
-    r"""What :meth:`LREstimator.design_for` returns."""
-
-    design: str
-    n_samples: int
-    antithetic: bool
-    sweep: bool
+from captum_lr.estimation.priors import GroupPrior
+from captum_lr.estimation.projection import LastEstimate, project_gradients
+from captum_lr.estimation.queries import QueryRunner
+from captum_lr.estimation.rows import StreamLayout
+from captum_lr.estimation.supports import BlockSpec
+from captum_lr.estimation.surrogate import Surrogate, resolve_surrogate_design
 
 
 class LREstimator:
@@ -275,10 +252,6 @@ class LREstimator:
         show_progress: bool = False,
         track_stderr: bool = False,
     ) -> None:
-        _check_options(
-            n_samples, sigma, block, feature_mask, design, antithetic, prior, seed
-        )
-        _check_batch_size(max_batch_size)
         self.n_samples = n_samples
         self.sigma = sigma
         self.block = block
@@ -286,21 +259,15 @@ class LREstimator:
         self.design = design
         self.antithetic = antithetic
         self.prior = prior
-        self.track_stderr = bool(track_stderr)
         self.seed = seed
-        self.shared_noise = bool(shared_noise)
         self.max_batch_size = max_batch_size
+        _check_options(self)
+        self.track_stderr = bool(track_stderr)
+        self.shared_noise = bool(shared_noise)
         self.show_progress = show_progress
         self.queries = 0
-        self.last_coverage: tuple[Tensor, ...] | None = None
-        self.last_stderr: tuple[Tensor, ...] | None = None
-        self.last_design: str | None = None
-        self.last_contrast_scale: Tensor | None = None
-        self._last_frequency: FrequencyStrata | None = None
-        self.last_expected_cosine: Tensor | None = None
         self.last_sigma_scale: Tensor | None = None
-        self.last_prior_cosine: Tensor | None = None
-        self._last_surrogate: tuple[SurrogatePlan, Tensor] | None = None
+        self._report(CallReport())  # the other last_* attributes: None
         self._stream_layout: StreamLayout | None = None
         self._warned_accuracy = False
 
@@ -333,28 +300,6 @@ class LREstimator:
         finally:
             self.queries, self._warned_accuracy = queries, warned
 
-    def _plan_shape(self, layout: InputLayout) -> tuple[int, bool]:
-        """Samples per row and whether they are antithetic, for this layout."""
-        return self._resolve(layout)[1:]
-
-    def _resolve(self, layout: InputLayout) -> tuple[str, int, bool]:
-        """The concrete design, samples per row and whether they are
-        antithetic, for this layout."""
-        if isinstance(self.prior, Surrogate):
-            return resolve_surrogate_design(
-                self.design, layout.dim, self.n_samples, self.antithetic
-            )
-        if self.prior is not None:
-            k, channels, flat = self._bind_prior(layout).space.dim, None, None
-        else:
-            k, channels, flat = layout.dim, image_channels(layout), layout
-        design, n = resolve_design(
-            self.design, self._whole_input, k, self.n_samples, channels, flat
-        )
-        sweep = design == "coordinate"
-        antithetic = sweep if self.antithetic is None else self.antithetic
-        return design, n, antithetic
-
     def design_for(self, inputs: Tensor | Sequence[Tensor]) -> DesignChoice:
         r"""What a call on ``inputs`` will do: the design (what ``"auto"``
         resolves to), its samples per row, whether they are antithetic, and
@@ -369,18 +314,11 @@ class LREstimator:
         Returns:
             *DesignChoice*: ``(design, n_samples, antithetic, sweep)``.
         """
-        layout = InputLayout(_as_tuple(inputs))
-        design, n, antithetic = self._resolve(layout)
-        if isinstance(self.prior, GroupPrior):
-            dim = self._bind_prior(layout).space.dim
-        else:
-            dim = layout.dim
-        sweep = design == "coordinate" and n >= dim
-        return DesignChoice(design, n, antithetic, sweep)
+        return design_choice(self, InputLayout(_as_tuple(inputs)))
 
     def samples_per_row(self, inputs: Tensor | Sequence[Tensor]) -> int:
         r"""The number of noise samples a call on ``inputs`` draws per row."""
-        return self._plan_shape(InputLayout(_as_tuple(inputs)))[0]
+        return resolve(self, InputLayout(_as_tuple(inputs)))[1]
 
     def queries_for(self, inputs: Tensor | Sequence[Tensor]) -> int:
         r"""The number of forward rows one call on ``inputs`` will send.
@@ -394,18 +332,7 @@ class LREstimator:
         Returns:
             *int*: forward rows, including the ``f(x)`` rows when not antithetic.
         """
-        layout = InputLayout(_as_tuple(inputs))
-        design, n, antithetic = self._resolve(layout)
-        probes = self._sigma_probes(design, n, antithetic)
-        per_row = n * 2 if antithetic else n + 1 + probes
-        return layout.batch_size * per_row
-
-    def _sigma_probes(self, design: str, n: int, antithetic: bool) -> int:
-        """Samples per row sent as antithetic pairs to choose ``sigma="auto"``
-        (:mod:`~captum_lr.estimation.noise_scale`): one-sided random designs."""
-        if self.sigma != "auto" or antithetic or design == "coordinate":
-            return 0
-        return min(probe_pairs(n), n)
+        return query_rows(self, InputLayout(_as_tuple(inputs)))
 
     def project(
         self, inputs: Tensor | Sequence[Tensor], gradients: Tensor | Sequence[Tensor]
@@ -436,62 +363,11 @@ class LREstimator:
         """
         grads = _as_tuple(gradients)
         layout = InputLayout(_as_tuple(inputs))
-        dtypes = [g.dtype for g in grads]
-        if isinstance(self.prior, Surrogate):
-            plan, sigmas = self._last_surrogate or (None, None)
-            return layout.split(surrogate_project(plan, layout, grads, sigmas), dtypes)
-        if self.prior is not None:
-            bound = self._bind_prior(layout)
-        else:
-            design, n, _ = self._resolve(layout)
-            if design == "orthogonal-frequency" and n < layout.dim:
-                return layout.split(self._frequency_project(layout, grads), dtypes)
-            if design != "orthogonal-channels" or n >= layout.dim:
-                return grads
-            scale = self.last_contrast_scale
-            if scale is None or scale.shape[0] != layout.batch_size:
-                raise ValueError(
-                    "with the 'orthogonal-channels' design what is estimated "
-                    "depends on each row's probes: call the estimator on these "
-                    "inputs first, then project."
-                )
-            flat = layout.flatten(grads)
-            mean = SharedChannels().bind(layout).project(flat)
-            scale = scale.to(flat.device, flat.dtype).unsqueeze(1)
-            return layout.split(mean + scale * (flat - mean), dtypes)
-        return layout.split(bound.project(layout.flatten(grads)), dtypes)
-
-    def _frequency_project(
-        self, layout: InputLayout, grads: tuple[Tensor, ...]
-    ) -> Tensor:
-        """The last call's ``sum_b s_b P_b g`` of the frequency strata."""
-        strata = self._last_frequency
-        if strata is None or strata.later.shape[0] != layout.batch_size:
-            raise ValueError(
-                "with the 'orthogonal-frequency' design what is estimated "
-                "depends on each row's probes: call the estimator on these "
-                "inputs first, then project."
-            )
-        flat = layout.flatten(grads).to(strata.dtype)
-        return strata.project(flat.to(strata.stratum.device))
-
-    def _bind_prior(self, layout: InputLayout) -> BoundPrior:
-        assert isinstance(self.prior, GroupPrior)
-        return self.prior.bind(layout)
+        last = (self.last_contrast_scale, self._last_frequency, self._last_surrogate)
+        return project_gradients(self, layout, grads, LastEstimate(*last))
 
     def _count(self, rows: int) -> None:
         self.queries += rows
-
-    @property
-    def _whole_input(self) -> bool:
-        return self.block is None and self.feature_mask is None
-
-    def _support(self, layout: InputLayout) -> Support:
-        if self.block is not None:
-            return Blocks(self.block, layout)
-        if self.feature_mask is not None:
-            return FeatureGroups(self.feature_mask, layout)
-        return Support()
 
     @contextmanager
     def noise_streams(
@@ -532,102 +408,12 @@ class LREstimator:
             >>> with est.noise_streams("steps", x.shape[0], reference=x):
             ...     attr = ig.attribute(x, target=3, n_steps=16)
         """
-        if layout not in ("steps", "samples"):
-            raise ValueError(f"layout must be 'steps' or 'samples', not {layout!r}.")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive int, got {size!r}.")
-        ref = None if reference is None else _as_tuple(reference)
         outer = self._stream_layout
-        self._stream_layout = StreamLayout(layout, size, ref)
+        self._stream_layout = _stream_layout(layout, size, reference)
         try:
             yield self
         finally:
             self._stream_layout = outer
-
-    def _sigmas(
-        self,
-        inputs: tuple[Tensor, ...],
-        layout: InputLayout,
-        design: str,
-        examples: Tensor,
-    ) -> Tensor:
-        """``(rows, d)`` noise scale of every row and coordinate."""
-        if self.sigma != "auto":
-            value = torch.full((1, layout.dim), float(self.sigma), dtype=layout.dtype)
-            return value.to(layout.device).expand(layout.batch_size, layout.dim)
-        context = self._stream_layout
-        reference = None if context is None else context.reference
-        fraction = AUTO_SIGMA["coordinate" if design == "coordinate" else "random"]
-        return rms_sigmas(
-            inputs, reference, layout, fraction, examples, design == "coordinate"
-        )
-
-    def _plan_call(
-        self,
-        inputs: tuple[Tensor, ...],
-        layout: InputLayout,
-        target: TargetType = None,
-        additional_forward_args: Any = None,
-    ) -> CallPlan:
-        """Resolves everything a call needs before its first query."""
-        device = layout.device
-        grouped = isinstance(self.prior, GroupPrior)
-        prior = self._bind_prior(layout) if grouped else None
-        streams, examples = assign_streams(
-            self._stream_layout, layout.batch_size, self.shared_noise, device
-        )
-        if self.seed is None:
-            key = int(torch.randint(0, 2**32, (1,)).item())
-        else:
-            key = call_key(self.seed, layout.shapes)
-        if isinstance(self.prior, Surrogate):
-            return self._plan_surrogate(
-                inputs, layout, target, additional_forward_args, key, streams, examples
-            )
-        plan = SamplingPlan(
-            self.design,
-            self._support(layout),
-            prior.space if prior is not None else layout.space,
-            self.n_samples,
-            CounterNoise(key, device),
-            streams,
-            layout=None if prior is not None else layout,
-        )
-        sigmas = self._sigmas(inputs, layout, plan.design, examples)
-        if prior is not None:  # the mean over each group
-            sigmas = prior.reduce(sigmas) / prior.sizes.sqrt()
-        design, n, antithetic = self._resolve(layout)
-        probes = self._sigma_probes(design, n, antithetic)
-        return CallPlan(layout, prior, plan, sigmas, n, antithetic, probes)
-
-    def _plan_surrogate(
-        self,
-        inputs: tuple[Tensor, ...],
-        layout: InputLayout,
-        target: TargetType,
-        additional_forward_args: Any,
-        key: int,
-        streams: Tensor,
-        examples: Tensor,
-    ) -> CallPlan:
-        """The plan of a call with a :class:`Surrogate` prior (its gradient is
-        computed here, before any query to the model)."""
-        assert isinstance(self.prior, Surrogate)
-        design, n, antithetic = self._resolve(layout)
-        sigmas = self._sigmas(inputs, layout, design, examples)
-        grads = self.prior.gradients(
-            inputs, layout, target, additional_forward_args, self.max_batch_size
-        )
-        plan = make_surrogate_plan(
-            layout,
-            grads * sigmas,
-            n,
-            CounterNoise(key, layout.device),
-            streams,
-            self.prior.unbiased,
-        )
-        probes = self._sigma_probes(design, n, antithetic)
-        return CallPlan(layout, None, plan, sigmas, n, antithetic, probes)
 
     def __call__(
         self,
@@ -663,70 +449,39 @@ class LREstimator:
         _check_values(inputs)
         layout = InputLayout(inputs)
         dtypes = [t.dtype for t in inputs]
+        target, args = target_ind, additional_forward_args
         runner = QueryRunner(
-            forward_fn,
-            layout,
-            dtypes,
-            target_ind,
-            additional_forward_args,
-            self.max_batch_size,
-            self._count,
+            forward_fn, layout, dtypes, target, args, self.max_batch_size, self._count
         )
         if layout.batch_size == 0:
             return tuple(torch.zeros_like(t) for t in inputs)
-        call = self._plan_call(inputs, layout, target_ind, additional_forward_args)
+        call = plan_call(self, inputs, layout, self._stream_layout, target, args)
+        x = layout.flatten(inputs)
         sums = run_queries(
-            call,
-            runner,
-            layout.flatten(inputs),
-            self.max_batch_size,
-            self.track_stderr,
-            self.show_progress,
+            call, runner, x, self.max_batch_size, self.track_stderr, self.show_progress
         )
         self.last_sigma_scale = sums.sigma_scale
-        return self._finish(call, sums, dtypes)
-
-    def _finish(
-        self, call: CallPlan, sums: RunningSums, dtypes: list[torch.dtype]
-    ) -> tuple[Tensor, ...]:
-        """Divides by sigma, warns, sets the ``last_*`` attributes."""
-        layout, prior, plan = call.layout, call.prior, call.plan
-        grads, var, counts = sums.combine()
-        grads = grads / call.sigmas
-        stderr = None if var is None else (var / call.sigmas.square()).sqrt()
-        warn_uninformative(sums, counts, call.n, plan.weighted)
-        self.last_design = plan.design
-        strata = plan.strata
-        self.last_contrast_scale = (
-            strata.contrast_scale() if isinstance(strata, ChannelStrata) else None
-        )
-        self._last_frequency = strata if isinstance(strata, FrequencyStrata) else None
-        self.last_expected_cosine = plan.expected_cosine()
-        surrogate = isinstance(plan, SurrogatePlan)
-        self.last_prior_cosine = plan.prior_cosine if surrogate else None
-        self._last_surrogate = (plan, call.sigmas) if surrogate else None
+        grads, report = finish_call(call, sums, dtypes)
+        self._report(report)
         if not self._warned_accuracy:
-            self._warned_accuracy = warn_low_accuracy(plan, self.last_expected_cosine)
-        if prior is not None:
-            grads, counts = prior.expand(grads), prior.gather(counts)
-            if stderr is not None:
-                stderr = prior.gather(stderr) * prior.inv_sqrt
-        self.last_coverage = layout.split(counts)
-        self.last_stderr = None if stderr is None else layout.split(stderr)
-        return layout.split(grads, dtypes)
+            self._warned_accuracy = warn_low_accuracy(call.plan, report.expected_cosine)
+        return grads
+
+    def _report(self, last: CallReport) -> None:
+        """Sets the ``last_*`` attributes (and what :meth:`project` reads)."""
+        self.last_coverage, self.last_stderr = last.coverage, last.stderr
+        self.last_design, self.last_contrast_scale = last.design, last.contrast_scale
+        self._last_frequency = last.frequency
+        self.last_expected_cosine = last.expected_cosine
+        self.last_prior_cosine, self._last_surrogate = last.prior_cosine, last.surrogate
 
 
-def _check_options(
-    n_samples: Any,
-    sigma: Any,
-    block: Any,
-    feature_mask: Any,
-    design: Any,
-    antithetic: Any,
-    prior: Any,
-    seed: Any,
-) -> None:
-    """The constructor's arguments: a clear error for each mistake."""
+def _check_options(est: LREstimator) -> None:
+    """The constructor's arguments, as set on ``est``: a clear error for each
+    mistake."""
+    n_samples, sigma, design = est.n_samples, est.sigma, est.design
+    block, feature_mask, prior = est.block, est.feature_mask, est.prior
+    antithetic, seed = est.antithetic, est.seed
     if isinstance(n_samples, bool) or not isinstance(n_samples, int):
         raise TypeError(f"n_samples must be an int, not {n_samples!r}.")
     if n_samples < 1:
@@ -770,6 +525,19 @@ def _check_options(
         raise TypeError(f"antithetic must be None or a bool, not {antithetic!r}.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be None or an int, not {seed!r}.")
+    _check_batch_size(est.max_batch_size)
+
+
+def _stream_layout(
+    layout: str, size: int, reference: Tensor | Sequence[Tensor] | None
+) -> StreamLayout:
+    """The checked arguments of :meth:`LREstimator.noise_streams`."""
+    if layout not in ("steps", "samples"):
+        raise ValueError(f"layout must be 'steps' or 'samples', not {layout!r}.")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}.")
+    ref = None if reference is None else _as_tuple(reference)
+    return StreamLayout(layout, size, ref)
 
 
 def _check_batch_size(max_batch_size: Any) -> None:

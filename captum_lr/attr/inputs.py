@@ -73,7 +73,7 @@ class _UsesEstimator:
         self.gradient_func = estimator
         # Rows Captum sends itself (convergence delta) count with the
         # estimator's; the estimator unwraps this and counts its own rows once.
-        counter = getattr(estimator, "_count", None)
+        counter = getattr(estimator, "count_queries", None)
         if counter is not None:
             self.forward_func = CountingForward(self.forward_func, counter)
 

@@ -366,7 +366,15 @@ class LREstimator:
         last = (self.last_contrast_scale, self._last_frequency, self._last_surrogate)
         return project_gradients(self, layout, grads, LastEstimate(*last))
 
-    def _count(self, rows: int) -> None:
+    def count_queries(self, rows: int) -> None:
+        r"""
+        Adds ``rows`` forward rows to :attr:`queries` (for code that sends
+        rows on the estimator's behalf, e.g. Captum's convergence delta).
+
+        Args:
+
+            rows (int): The rows sent.
+        """
         self.queries += rows
 
     @contextmanager
@@ -451,7 +459,13 @@ class LREstimator:
         dtypes = [t.dtype for t in inputs]
         target, args = target_ind, additional_forward_args
         runner = QueryRunner(
-            forward_fn, layout, dtypes, target, args, self.max_batch_size, self._count
+            forward_fn,
+            layout,
+            dtypes,
+            target,
+            args,
+            self.max_batch_size,
+            self.count_queries,
         )
         if layout.batch_size == 0:
             return tuple(torch.zeros_like(t) for t in inputs)

@@ -549,7 +549,7 @@ class LayerGradients:
     def counted(self, forward_fn: Callable[..., Any]) -> Callable[..., Any]:
         """The forward function, counting its rows with the estimator's
         queries (the LR classes pass one that counts already)."""
-        counter = getattr(self.estimator, "_count", None)
+        counter = getattr(self.estimator, "count_queries", None)
         if counter is None or isinstance(forward_fn, CountingForward):
             return forward_fn
         return CountingForward(forward_fn, counter)

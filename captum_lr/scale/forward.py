@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from captum_lr.scale.checks import check_count, check_picklable
+
 
 class _Replica:
     """One model replica (run as a Ray actor)."""
@@ -152,12 +154,10 @@ class RayForward:
     ) -> None:
         import ray
 
-        from captum_lr.scale.job import _check_count, _check_picklable
-
-        _check_count("num_workers", num_workers)
-        _check_count("min_rows_per_worker", min_rows_per_worker)
-        _check_count("max_in_flight", max_in_flight)
-        _check_picklable(make_model)
+        check_count("num_workers", num_workers)
+        check_count("min_rows_per_worker", min_rows_per_worker)
+        check_count("max_in_flight", max_in_flight)
+        check_picklable("make_model", make_model, builds="model")
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
         device = "cuda" if num_gpus_per_worker else None

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from tqdm.auto import tqdm
 
 from captum_lr.remote.blackbox import QueryBudgetExceeded
+from captum_lr.scale.checks import check_count, check_picklable
 from captum_lr.scale.coordinator import Coordinator
 from captum_lr.scale.rows import JobRows, job_rows
 from captum_lr.scale.store import (
@@ -74,25 +75,6 @@ def _shown(ids: list[Any], limit: int = 10) -> str:
     return text + (f", ... ({len(ids)} in all)" if len(ids) > limit else "")
 
 
-def _check_picklable(make_explainer: Any) -> bytes:
-    if not callable(make_explainer):
-        raise TypeError(
-            "make_explainer must be a function that builds the explainer (called "
-            f"once per worker), not {type(make_explainer).__name__}."
-        )
-    from ray import cloudpickle
-
-    try:
-        return cloudpickle.dumps(make_explainer)
-    except Exception as exc:
-        raise TypeError(
-            f"make_explainer ({make_explainer!r}) cannot be pickled, so it cannot "
-            f"be sent to the workers ({type(exc).__name__}: {exc}). Build the "
-            "model inside it (load weights from a file) rather than capturing "
-            "locks, open files, servers or CUDA streams; nothing was run."
-        ) from exc
-
-
 def _digest(value: Any) -> str:
     from ray import cloudpickle
 
@@ -120,13 +102,6 @@ def _job_fingerprint(
     }
 
 
-def _check_count(name: str, value: Any, minimum: int = 1, none: bool = False) -> None:
-    if none and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-
-
 def _check_args(
     make_explainer: Any,
     num_workers: Any,
@@ -135,11 +110,11 @@ def _check_args(
     stderr_replicates: Any,
 ) -> None:
     """The checks :func:`attribute_dataset` makes before starting Ray."""
-    _check_count("num_workers", num_workers)
-    _check_count("batch_size", batch_size)
-    _check_count("max_queries", max_queries, minimum=0, none=True)
-    _check_count("stderr_replicates", stderr_replicates, minimum=2, none=True)
-    _check_picklable(make_explainer)
+    check_count("num_workers", num_workers)
+    check_count("batch_size", batch_size)
+    check_count("max_queries", max_queries, minimum=0, none=True)
+    check_count("stderr_replicates", stderr_replicates, minimum=2, none=True)
+    check_picklable("make_explainer", make_explainer)
 
 
 class _Pool(NamedTuple):

@@ -63,14 +63,15 @@ from captum._utils.common import (
 )
 
 from captum_lr.attr.rerouting import (
-    _LOCK,
-    _SWITCHED,
     Engine,
     Target,
     acquire,
     current_engine,
     helper_targets,
+    pop_switch,
+    push_switch,
     release,
+    switch_lock,
 )
 from captum_lr.estimation.estimator import LREstimator
 from captum_lr.estimation.layer_queries import activation_at_inputs, layers_of
@@ -403,9 +404,9 @@ class CaptumPatch:
         self._active = False
 
     def _start(self) -> None:
-        with _LOCK:
+        with switch_lock():
             acquire(list(_targets()))
-            _SWITCHED.append(self._engine)
+            push_switch(self._engine)
             self._active = True
 
     @property
@@ -429,14 +430,11 @@ class CaptumPatch:
             >>> ...  # unchanged Captum code
             >>> handle.undo()
         """
-        with _LOCK:
+        with switch_lock():
             if not self._active:
                 return
             self._active = False
-            for i in range(len(_SWITCHED) - 1, -1, -1):
-                if _SWITCHED[i] is self._engine:
-                    del _SWITCHED[i]
-                    break
+            pop_switch(self._engine)
             release(list(_targets()))
 
     def __enter__(self) -> CaptumPatch:

@@ -128,7 +128,10 @@ def is_forward_only(attribution: Any) -> bool:
     Returns:
         *bool*
     """
-    if getattr(attribution, "_captum_lr_forward_only", False) is True:
+    # captum_lr.attr.inputs imports this module: imported here, when called
+    from captum_lr.attr.inputs import is_lr_attribution  # noqa: PLC0415
+
+    if is_lr_attribution(attribution):
         return True
     from captum_lr.estimation.estimator import LREstimator  # noqa: PLC0415
 

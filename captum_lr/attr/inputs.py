@@ -47,8 +47,10 @@ from captum_lr.warn import silence_requires_grad_warning
 silence_requires_grad_warning()
 
 
-class _UsesEstimator:
-    """Installs an :class:`LREstimator` as the instance's ``gradient_func``.
+class UsesEstimator:
+    """The mixin of the LR classes (here, in :mod:`captum_lr.attr.layer` and
+    :mod:`captum_lr.attr.neuron`): installs an :class:`LREstimator` as the
+    instance's ``gradient_func``.
 
     Captum's Saliency and InputXGradient set ``requires_grad`` on the inputs and
     warn when they did not have it; the estimator needs no gradients, so that
@@ -56,7 +58,7 @@ class _UsesEstimator:
     """
 
     estimator: LREstimator
-    # read by captum_lr.warn.is_forward_only, also for a custom estimator
+    # read by is_lr_attribution, also for a custom estimator
     _captum_lr_forward_only = True
 
     def _install(self, estimator: LREstimator | None) -> None:
@@ -94,6 +96,21 @@ class _UsesEstimator:
         return self.estimator.queries
 
 
+def is_lr_attribution(attribution: Any) -> bool:
+    r"""
+    Whether ``attribution`` is an instance of an LR class (a
+    :class:`UsesEstimator`), whatever its estimator.
+
+    Args:
+
+        attribution (Any): A Captum attribution (anything else gives False).
+
+    Returns:
+        *bool*
+    """
+    return getattr(attribution, "_captum_lr_forward_only", False) is True
+
+
 # ------------------------------------------------------------------ checks
 # Run before Captum's own assertions, which print whole tensors and do not say
 # what to change. Messages name the argument and give shapes, never values.
@@ -108,8 +125,19 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _check_inputs(inputs: Any) -> tuple[tuple[Tensor, ...], list[str]]:
-    """The input tensors and their names in messages, or a TypeError/ValueError."""
+def check_inputs(inputs: Any) -> tuple[tuple[Tensor, ...], list[str]]:
+    r"""
+    The input tensors and their names in messages, or a ``TypeError`` (not a
+    tensor or tuple of tensors) or ``ValueError`` (not floating, 0-dimensional,
+    on the ``meta`` device, rows that differ between tensors, NaN or Inf).
+
+    Args:
+
+        inputs (Any): The ``inputs`` argument of an ``attribute`` call.
+
+    Returns:
+        *tuple[tuple[Tensor, ...], list[str]]*: the tensors and their names.
+    """
     xs, names = input_tensors(inputs)
     for name, x in zip(names, xs):
         _check_device(x, name)
@@ -181,7 +209,17 @@ def _check_target(target: TargetType, batch: int) -> None:
         )
 
 
-def _check_positive_int(value: Any, name: str, hint: str) -> None:
+def check_positive_int(value: Any, name: str, hint: str) -> None:
+    r"""
+    Raises a ``TypeError`` unless ``value`` is an int (not a bool), a
+    ``ValueError`` unless it is at least 1.
+
+    Args:
+
+        value (Any): The argument's value.
+        name (str): The argument's name, for the message.
+        hint (str): What the argument is, ending the message.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be a positive int, not {kind(value)}; {hint}")
     if value < 1:
@@ -339,7 +377,7 @@ def _check_stdevs(stdevs: Any, n_inputs: int) -> None:
             )
 
 
-class LRSaliency(_UsesEstimator, Saliency):
+class LRSaliency(UsesEstimator, Saliency):
     r"""
     Captum's :class:`~captum.attr.Saliency` with gradients estimated from forward
     queries only, so the forward function needs no autograd.
@@ -395,13 +433,13 @@ class LRSaliency(_UsesEstimator, Saliency):
             >>> saliency = LRSaliency(net, estimator=LREstimator(seed=0))
             >>> attribution = saliency.attribute(input, target=3, abs=False)
         """
-        xs, _ = _check_inputs(inputs)
+        xs, _ = check_inputs(inputs)
         _check_target(target, xs[0].shape[0])
         run = Saliency.attribute.__wrapped__  # type: ignore[attr-defined]
         return run(self, inputs, target, abs, additional_forward_args)
 
 
-class LRInputXGradient(_UsesEstimator, InputXGradient):
+class LRInputXGradient(UsesEstimator, InputXGradient):
     r"""
     Captum's :class:`~captum.attr.InputXGradient` with gradients estimated from
     forward queries only.
@@ -451,13 +489,13 @@ class LRInputXGradient(_UsesEstimator, InputXGradient):
             >>> ixg = LRInputXGradient(net)
             >>> attribution = ixg.attribute(input, target=3)
         """
-        xs, _ = _check_inputs(inputs)
+        xs, _ = check_inputs(inputs)
         _check_target(target, xs[0].shape[0])
         run = InputXGradient.attribute.__wrapped__  # type: ignore[attr-defined]
         return run(self, inputs, target, additional_forward_args)
 
 
-class LRIntegratedGradients(_UsesEstimator, IntegratedGradients):
+class LRIntegratedGradients(UsesEstimator, IntegratedGradients):
     r"""
     Captum's :class:`~captum.attr.IntegratedGradients` with the path gradients
     estimated from forward queries only. Each of the ``n_steps`` points of the
@@ -552,10 +590,10 @@ class LRIntegratedGradients(_UsesEstimator, IntegratedGradients):
             >>> ig = LRIntegratedGradients(net, completeness=True)
             >>> attr, delta = ig.attribute(x, target=1, return_convergence_delta=True)
         """
-        xs, names = _check_inputs(inputs)
+        xs, names = check_inputs(inputs)
         _check_target(target, xs[0].shape[0])
         baselines = _check_path_baselines(baselines, xs, names)
-        _check_positive_int(
+        check_positive_int(
             n_steps,
             "n_steps",
             "it is the number of points on the path from the baselines to the "
@@ -602,7 +640,7 @@ class LRIntegratedGradients(_UsesEstimator, IntegratedGradients):
         return out
 
 
-class LRGradientShap(_UsesEstimator, GradientShap):
+class LRGradientShap(UsesEstimator, GradientShap):
     r"""
     Captum's :class:`~captum.attr.GradientShap` with gradients estimated from
     forward queries only. Captum draws the baselines and path points with
@@ -674,10 +712,10 @@ class LRGradientShap(_UsesEstimator, GradientShap):
             >>> gs = LRGradientShap(net)
             >>> attribution = gs.attribute(x, torch.zeros(1, *x.shape[1:]), target=5)
         """
-        xs, names = _check_inputs(inputs)
+        xs, names = check_inputs(inputs)
         _check_target(target, xs[0].shape[0])
         baselines = _check_distribution(baselines, inputs, xs, names)
-        _check_positive_int(
+        check_positive_int(
             n_samples,
             "n_samples",
             "it is the number of random points per example, each costing one "

@@ -80,7 +80,7 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_lr.attr.inputs import _check_positive_int, _UsesEstimator
+from captum_lr.attr.inputs import UsesEstimator, check_positive_int
 from captum_lr.attr.rerouting import (
     Engine,
     rerouted,
@@ -93,8 +93,9 @@ from captum_lr.estimation.layer_queries import (
 )
 
 
-class _LayerUsesEstimator(_UsesEstimator):
-    """An LR layer or neuron class: reroutes its Captum module's gradient
+class LayerUsesEstimator(UsesEstimator):
+    """The mixin of the LR layer and neuron classes (here and in
+    :mod:`captum_lr.attr.neuron`): reroutes its Captum module's gradient
     helper to the estimator during ``attribute``."""
 
     _captum_module: str
@@ -145,14 +146,24 @@ class _LayerUsesEstimator(_UsesEstimator):
         return self._noise_streams(layout, size, reference)
 
 
-def _batch(inputs: Any) -> int:
+def batch_size_of(inputs: Any) -> int:
+    r"""
+    The number of examples (rows of the first tensor) of ``inputs``.
+
+    Args:
+
+        inputs (Tensor or tuple[Tensor, ...]): An attribution's inputs.
+
+    Returns:
+        *int*
+    """
     return int(_format_tensor_into_tuples(inputs)[0].shape[0])
 
 
 # ---------------------------------------------------------------- classes
 
 
-class LRLayerGradientXActivation(_LayerUsesEstimator, LayerGradientXActivation):
+class LRLayerGradientXActivation(LayerUsesEstimator, LayerGradientXActivation):
     r"""
     Captum's :class:`~captum.attr.LayerGradientXActivation` with the layer
     gradients estimated from forward passes that perturb the layer's
@@ -245,7 +256,7 @@ class LRLayerGradientXActivation(_LayerUsesEstimator, LayerGradientXActivation):
             )
 
 
-class LRLayerGradCam(_LayerUsesEstimator, LayerGradCam):
+class LRLayerGradCam(LayerUsesEstimator, LayerGradCam):
     r"""
     Captum's :class:`~captum.attr.LayerGradCam` with the layer gradients
     estimated from forward passes that perturb the layer's activation.
@@ -330,7 +341,7 @@ class LRLayerGradCam(_LayerUsesEstimator, LayerGradCam):
             )
 
 
-class LRInternalInfluence(_LayerUsesEstimator, InternalInfluence):
+class LRInternalInfluence(LayerUsesEstimator, InternalInfluence):
     r"""
     Captum's :class:`~captum.attr.InternalInfluence` with the layer gradients
     at each path point estimated from forward passes that perturb the layer's
@@ -400,11 +411,11 @@ class LRInternalInfluence(_LayerUsesEstimator, InternalInfluence):
 
             >>> attribution = ii.attribute(x, baselines=0.0, target=1, n_steps=8)
         """
-        _check_positive_int(n_steps, "n_steps", "the number of path points.")
+        check_positive_int(n_steps, "n_steps", "the number of path points.")
         run = InternalInfluence.attribute.__wrapped__  # type: ignore[attr-defined]
         streams = self._layer_streams(
             "steps",
-            _batch(inputs),
+            batch_size_of(inputs),
             inputs,
             additional_forward_args,
             attribute_to_layer_input,
@@ -424,7 +435,7 @@ class LRInternalInfluence(_LayerUsesEstimator, InternalInfluence):
             )
 
 
-class LRLayerConductance(_LayerUsesEstimator, LayerConductance):
+class LRLayerConductance(LayerUsesEstimator, LayerConductance):
     r"""
     Captum's :class:`~captum.attr.LayerConductance` with the layer gradients
     at each of the ``n_steps + 1`` path points estimated from forward passes
@@ -501,11 +512,11 @@ class LRLayerConductance(_LayerUsesEstimator, LayerConductance):
 
             >>> attribution = cond.attribute(x, target=1, n_steps=16)
         """
-        _check_positive_int(n_steps, "n_steps", "the number of path steps.")
+        check_positive_int(n_steps, "n_steps", "the number of path steps.")
         run = LayerConductance.attribute.__wrapped__  # type: ignore[attr-defined]
         streams = self._layer_streams(
             "steps",
-            _batch(inputs),
+            batch_size_of(inputs),
             inputs,
             additional_forward_args,
             attribute_to_layer_input,
@@ -526,7 +537,7 @@ class LRLayerConductance(_LayerUsesEstimator, LayerConductance):
             )
 
 
-class LRLayerIntegratedGradients(_LayerUsesEstimator, LayerIntegratedGradients):
+class LRLayerIntegratedGradients(LayerUsesEstimator, LayerIntegratedGradients):
     r"""
     Captum's :class:`~captum.attr.LayerIntegratedGradients` with the gradients
     along the path in the layer's activation space estimated from forward
@@ -629,11 +640,11 @@ class LRLayerIntegratedGradients(_LayerUsesEstimator, LayerIntegratedGradients):
             ...     ids, baselines=pad_ids, target=1, return_convergence_delta=True
             ... )
         """
-        _check_positive_int(n_steps, "n_steps", "the number of path points.")
+        check_positive_int(n_steps, "n_steps", "the number of path points.")
         run = LayerIntegratedGradients.attribute.__wrapped__  # type: ignore[attr-defined]
         streams = self._layer_streams(
             "steps",
-            _batch(inputs),
+            batch_size_of(inputs),
             inputs,
             additional_forward_args,
             attribute_to_layer_input,
@@ -654,7 +665,7 @@ class LRLayerIntegratedGradients(_LayerUsesEstimator, LayerIntegratedGradients):
             )
 
 
-class LRLayerGradientShap(_LayerUsesEstimator, LayerGradientShap):
+class LRLayerGradientShap(LayerUsesEstimator, LayerGradientShap):
     r"""
     Captum's :class:`~captum.attr.LayerGradientShap` with the layer gradients
     at the random points between inputs and baselines estimated from forward
@@ -733,7 +744,7 @@ class LRLayerGradientShap(_LayerUsesEstimator, LayerGradientShap):
 
             >>> attribution = lgs.attribute(x, baselines, n_samples=8, target=0)
         """
-        _check_positive_int(
+        check_positive_int(
             n_samples, "n_samples", "the number of random points per example."
         )
         run = LayerGradientShap.attribute.__wrapped__  # type: ignore[attr-defined]

@@ -45,13 +45,13 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_lr.attr.inputs import _check_inputs, _check_positive_int
-from captum_lr.attr.layer import _batch, _LayerUsesEstimator
+from captum_lr.attr.inputs import check_inputs, check_positive_int
+from captum_lr.attr.layer import LayerUsesEstimator, batch_size_of
 from captum_lr.estimation.estimator import LREstimator
 from captum_lr.estimation.neuron_select import NeuronSelector
 
 
-class LRNeuronGradient(_LayerUsesEstimator, NeuronGradient):
+class LRNeuronGradient(LayerUsesEstimator, NeuronGradient):
     r"""
     Captum's :class:`~captum.attr.NeuronGradient` with the gradient of the
     neuron with respect to the inputs estimated from forward passes (the
@@ -121,7 +121,7 @@ class LRNeuronGradient(_LayerUsesEstimator, NeuronGradient):
 
             >>> attribution = ng.attribute(x, neuron_selector=(slice(0, 4),))
         """
-        _check_inputs(inputs)
+        check_inputs(inputs)
         run = NeuronGradient.attribute.__wrapped__  # type: ignore[attr-defined]
         with self._reroute():
             return run(
@@ -133,7 +133,7 @@ class LRNeuronGradient(_LayerUsesEstimator, NeuronGradient):
             )
 
 
-class LRNeuronIntegratedGradients(_LayerUsesEstimator, NeuronIntegratedGradients):
+class LRNeuronIntegratedGradients(LayerUsesEstimator, NeuronIntegratedGradients):
     r"""
     Captum's :class:`~captum.attr.NeuronIntegratedGradients` with the
     neuron's input gradients at each path point estimated from forward passes;
@@ -210,10 +210,13 @@ class LRNeuronIntegratedGradients(_LayerUsesEstimator, NeuronIntegratedGradients
 
             >>> attribution = nig.attribute(x, (3,), baselines=0.0, n_steps=8)
         """
-        _check_inputs(inputs)
-        _check_positive_int(n_steps, "n_steps", "the number of path points.")
+        check_inputs(inputs)
+        check_positive_int(n_steps, "n_steps", "the number of path points.")
         run = NeuronIntegratedGradients.attribute.__wrapped__  # type: ignore[attr-defined]
-        with self._reroute(), self._input_streams("steps", _batch(inputs), inputs):
+        with (
+            self._reroute(),
+            self._input_streams("steps", batch_size_of(inputs), inputs),
+        ):
             return run(
                 self,
                 inputs,
@@ -227,7 +230,7 @@ class LRNeuronIntegratedGradients(_LayerUsesEstimator, NeuronIntegratedGradients
             )
 
 
-class LRNeuronGradientShap(_LayerUsesEstimator, NeuronGradientShap):
+class LRNeuronGradientShap(LayerUsesEstimator, NeuronGradientShap):
     r"""
     Captum's :class:`~captum.attr.NeuronGradientShap` with the neuron's input
     gradients at the random points estimated from forward passes; each of the
@@ -302,8 +305,8 @@ class LRNeuronGradientShap(_LayerUsesEstimator, NeuronGradientShap):
 
             >>> attribution = ngs.attribute(x, (3,), baselines, n_samples=8)
         """
-        _check_inputs(inputs)
-        _check_positive_int(
+        check_inputs(inputs)
+        check_positive_int(
             n_samples, "n_samples", "the number of random points per example."
         )
         run = NeuronGradientShap.attribute.__wrapped__  # type: ignore[attr-defined]
@@ -320,7 +323,7 @@ class LRNeuronGradientShap(_LayerUsesEstimator, NeuronGradientShap):
             )
 
 
-class LRNeuronConductance(_LayerUsesEstimator, NeuronConductance):
+class LRNeuronConductance(LayerUsesEstimator, NeuronConductance):
     r"""
     Captum's :class:`~captum.attr.NeuronConductance` without autograd: at each
     path point, the gradient of the target output with respect to the layer
@@ -404,10 +407,10 @@ class LRNeuronConductance(_LayerUsesEstimator, NeuronConductance):
 
             >>> attribution = nc.attribute(x, 2, target=1, n_steps=16)
         """
-        _check_inputs(inputs)
-        _check_positive_int(n_steps, "n_steps", "the number of path points.")
+        check_inputs(inputs)
+        check_positive_int(n_steps, "n_steps", "the number of path points.")
         run = NeuronConductance.attribute.__wrapped__  # type: ignore[attr-defined]
-        batch = _batch(inputs)
+        batch = batch_size_of(inputs)
         layer_streams = self._layer_streams(
             "steps", batch, inputs, additional_forward_args, attribute_to_neuron_input
         )

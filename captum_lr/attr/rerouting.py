@@ -4,9 +4,10 @@ Captum's layer and neuron modules import their gradient helpers by name; an
 LR class (or :func:`captum_lr.patch_captum`) rebinds that name in that one
 module to a dispatcher (:func:`rerouted`, :func:`acquire`, :func:`release`)
 that answers calls from inside an LR ``attribute`` call (a context variable)
-or an active switch (``_SWITCHED``) with the LR helper, and every other call
-with Captum's own function. Installs are counted under a lock and undone in
-``finally``; see :mod:`captum_lr.attr.layer` for why.
+or an active switch (:func:`push_switch`, :func:`pop_switch`) with the LR
+helper, and every other call with Captum's own function. Installs are counted
+under a lock and undone in ``finally``; see :mod:`captum_lr.attr.layer` for
+why.
 """
 
 from __future__ import annotations
@@ -48,6 +49,69 @@ def current_engine() -> LayerGradients | None:
         return engine
     with _LOCK:
         return _SWITCHED[-1] if _SWITCHED else None
+
+
+def switch_lock() -> threading.RLock:
+    r"""
+    The re-entrant lock under which the registry (:func:`acquire`,
+    :func:`release`) and the active switches change: hold it to make several
+    of these changes one step.
+
+    Returns:
+        *threading.RLock*
+    """
+    return _LOCK
+
+
+def push_switch(engine: LayerGradients) -> None:
+    r"""
+    Makes ``engine`` the innermost active switch's (see :func:`current_engine`).
+
+    Args:
+
+        engine (LayerGradients): The switch's LR helpers.
+    """
+    with _LOCK:
+        _SWITCHED.append(engine)
+
+
+def pop_switch(engine: LayerGradients) -> None:
+    r"""
+    Ends the innermost active switch of ``engine`` (nothing if it has none).
+
+    Args:
+
+        engine (LayerGradients): As given to :func:`push_switch`.
+    """
+    with _LOCK:
+        for i in range(len(_SWITCHED) - 1, -1, -1):
+            if _SWITCHED[i] is engine:
+                del _SWITCHED[i]
+                break
+
+
+@contextmanager
+def switches_suspended() -> Iterator[None]:
+    r"""
+    Within this context no :func:`~captum_lr.patch_captum` switch answers:
+    every replacement the switches installed then calls Captum's own code
+    (they dispatch on the active switch at each call), so nothing is rebound.
+    The switches are active again on exit (switches started inside stay
+    innermost), also after an exception.
+
+    Examples::
+
+        >>> with switches_suspended():
+        ...     grads = captum_attribution.attribute(x, target=3)  # autograd
+    """
+    with _LOCK:
+        saved = list(_SWITCHED)
+        del _SWITCHED[:]
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _SWITCHED[:0] = saved
 
 
 class Engine(LayerGradients):

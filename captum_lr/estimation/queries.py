@@ -27,8 +27,19 @@ MULTIPLE_OUTPUTS_MESSAGE = (
 )
 
 
-def _normalise_target(target: TargetType, batch_size: int) -> TargetType:
-    """Checks ``target`` against the batch and turns scalar tensors into ints."""
+def normalise_target(target: TargetType, batch_size: int) -> TargetType:
+    r"""
+    Checks ``target`` against the batch and turns scalar tensors into ints.
+
+    Args:
+
+        target (int, tuple, Tensor or list, optional): A Captum-style target.
+        batch_size (int): The rows of the inputs.
+
+    Returns:
+        The target, with a one-element tensor as an int; a ``ValueError`` or
+        ``TypeError`` where it does not fit the batch.
+    """
     if target is None or isinstance(target, (int, tuple)):
         return target
     if isinstance(target, Tensor):
@@ -66,9 +77,22 @@ def _describe(target: Any) -> str:
     return repr(target)
 
 
-def _rows_of(value: Any, batch_size: int, rows: Tensor) -> Any:
-    """Selects ``rows`` of a per-row target or forward argument (a host copy of
-    ``rows`` only for lists, and for tensors on another device)."""
+def rows_of(value: Any, batch_size: int, rows: Tensor) -> Any:
+    r"""
+    Selects ``rows`` of a per-row target or forward argument (a host copy of
+    ``rows`` only for lists, and for tensors on another device).
+
+    Args:
+
+        value (Any): A target or forward argument; a tensor or list with
+                    ``batch_size`` entries is per row, anything else is the
+                    same for every row.
+        batch_size (int): The rows of the inputs.
+        rows (Tensor): The indices of the rows to select.
+
+    Returns:
+        The selected rows of a per-row ``value``, else ``value`` itself.
+    """
     if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch_size:
         return value.index_select(0, rows.to(value.device))
     if isinstance(value, list) and len(value) == batch_size:
@@ -201,7 +225,7 @@ class QueryRunner:
         self.layout = layout
         self.input_dtypes = input_dtypes
         self.batch_size = layout.batch_size
-        self.target = _normalise_target(target, layout.batch_size)
+        self.target = normalise_target(target, layout.batch_size)
         if additional_forward_args is None:
             args: tuple[Any, ...] = ()
         elif isinstance(additional_forward_args, tuple):
@@ -259,8 +283,8 @@ class QueryRunner:
         returns its ``(m,)`` scores."""
         m = flat.shape[0]
         inputs = self.layout.split(flat, self.input_dtypes)
-        args = tuple(_rows_of(a, self.batch_size, rows) for a in self.args)
-        target = _rows_of(self.target, self.batch_size, rows)
+        args = tuple(rows_of(a, self.batch_size, rows) for a in self.args)
+        target = rows_of(self.target, self.batch_size, rows)
         self.on_rows(m)
         with torch.no_grad():
             if self.asynchronous:

@@ -117,7 +117,7 @@ class ChannelStrata:
         estimate's expectation: 1 for full rows, below 1 for coarse rows."""
         return self._sizes()[2][1]
 
-    def _weights(self) -> tuple[Tensor, Tensor]:
+    def weights(self) -> tuple[Tensor, Tensor]:
         r"""``(2, rows)`` weights of the probes' and of the later samples' sums
         of ``delta_k u_k`` (directions of norm ``sqrt(d)``)."""
         k, sizes, scale = self._sizes()
@@ -146,7 +146,7 @@ class ChannelStrata:
         """
         rows = self.k0.shape[0]
         sums = sums.view(4, rows, -1)
-        probe_w, later_w = (w.unsqueeze(2) for w in self._weights())
+        probe_w, later_w = (w.unsqueeze(2) for w in self.weights())
         estimate = (sums[:2] * probe_w + sums[2:] * later_w).sum(0)
         if squares is None:
             return estimate, None

@@ -65,7 +65,7 @@ from torch import Tensor
 
 from captum_lr.estimation.designs import Draw, image_channels
 from captum_lr.estimation.layout import InputLayout, Space
-from captum_lr.estimation.queries import _normalise_target, _rows_of
+from captum_lr.estimation.queries import normalise_target, rows_of
 from captum_lr.estimation.strata import ChannelStrata, dct_rows
 from captum_lr.estimation.streams import CounterNoise
 
@@ -147,7 +147,7 @@ class Surrogate:
             *Tensor*: ``(rows, d)`` gradients in the layout's dtype.
         """
         batch = layout.batch_size
-        target = _normalise_target(target, batch)
+        target = normalise_target(target, batch)
         args = _as_args(additional_forward_args)
         parts = []
         for start in range(0, batch, max_batch_size):
@@ -155,10 +155,10 @@ class Surrogate:
                 start, min(start + max_batch_size, batch), device=layout.device
             )
             chunk = tuple(t.detach().index_select(0, rows) for t in inputs)
-            chunk_args = tuple(_rows_of(a, batch, rows) for a in args)
+            chunk_args = tuple(rows_of(a, batch, rows) for a in args)
             parts.append(
                 self._chunk_gradients(
-                    chunk, chunk_args, _rows_of(target, batch, rows), layout
+                    chunk, chunk_args, rows_of(target, batch, rows), layout
                 )
             )
         return torch.cat(parts) if len(parts) > 1 else parts[0]
@@ -499,7 +499,7 @@ class ChannelSurrogatePlan(SurrogatePlan):
         rest = None if squares is None else squares[rows:]
         target, var = self.channels.combine(sums[1:].reshape(4 * rows, d), rest)
         perp = target - (target * p).sum(1, keepdim=True) * p
-        probe_w, later_w = self.channels._weights()
+        probe_w, later_w = self.channels.weights()
         weights = torch.cat([probe_w, later_w])  # (4, rows)
         # sum_i delta_i y_i per level: |N_l|^2 / d - a N_l . p
         products = sums[1:].square().sum(2) / d - a * (sums[1:] * p).sum(2)

@@ -261,6 +261,44 @@ class BlackBox:
         r"""Closes the disk cache (answers already written stay on disk)."""
         self._cache.close()
 
+    def share_with(
+        self,
+        budget: Any,
+        limiter: Callable[[float], Any] | None = None,
+        cache: Callable[[], Any] | None = None,
+    ) -> None:
+        r"""
+        From now on reserves and pays through ``budget``, and, where given,
+        starts requests through ``limiter``'s and keeps answers in ``cache``'s
+        result: how :mod:`captum_lr.scale` shares one budget, rate limit and
+        in-memory cache among the copies of a wrapper in its workers.
+
+        Args:
+
+            budget (QueryBudget): Replaces the wrapper's budget (anything with
+                        ``reserve``, ``spent``, ``reserved`` and ``max_queries``
+                        as :class:`~captum_lr.remote.budget.QueryBudget`).
+            limiter (Callable[[float], Any], optional): Called with the seconds
+                        between request starts when the wrapper has a rate
+                        limit (``requests_per_second``); what it returns
+                        (anything with ``wait()``) replaces that limit. None:
+                        the rate limit stays.
+                        Default: None
+            cache (Callable[[], Any], optional): Called when the wrapper's
+                        cache is in memory (not off, not a directory); what it
+                        returns (anything with the methods of
+                        :class:`~captum_lr.remote.cache.AnswerCache` that
+                        BlackBox calls) replaces it. None: the cache stays.
+                        Default: None
+        """
+        self._budget = budget
+        own_limiter = self._transport.limiter
+        if limiter is not None and own_limiter is not None:
+            self._transport.limiter = limiter(own_limiter.interval)
+        own_cache = self._cache
+        if cache is not None and own_cache.enabled and own_cache.path is None:
+            self._cache = cache()
+
     def __call__(self, *args: Any) -> Tensor:
         r"""
         Answers one row per input row.

@@ -79,7 +79,16 @@ class QueryBudget:
             self.reserved += rows
         return Reservation(self, rows)
 
-    def _settle(self, rows: int, paid: bool) -> None:
+    def settle(self, rows: int, paid: bool) -> None:
+        r"""
+        Ends the reservation of ``rows`` reserved rows: counts them as spent
+        (``paid``) or gives them back (what :class:`Reservation` calls).
+
+        Args:
+
+            rows (int): Rows reserved before.
+            paid (bool): Whether the function answered them.
+        """
         with self.lock:
             self.reserved -= rows
             if paid:
@@ -108,11 +117,11 @@ class Reservation:
 
     def commit(self, rows: int) -> None:
         r"""Counts ``rows`` reserved rows as paid."""
-        self.budget._settle(self._take(rows), paid=True)
+        self.budget.settle(self._take(rows), paid=True)
 
     def release(self, rows: int | None = None) -> None:
         r"""Gives ``rows`` reserved rows (None: all that are left) back."""
-        self.budget._settle(self._take(rows), paid=False)
+        self.budget.settle(self._take(rows), paid=False)
 
     def __enter__(self) -> Reservation:
         return self

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from captum_lr.attr.rerouting import _LOCK, _SWITCHED
+from captum_lr.attr.rerouting import switches_suspended
 from captum_lr.patch import CaptumPatch, NeedsAutogradError, patch_captum
 
 _SESSION: _Session | None = None
@@ -220,7 +220,7 @@ class _Session:
         replayed: (result, None), or (None, why not)."""
         after = _rng_state()
         try:
-            with _switches_set_aside():
+            with switches_suspended():
                 _set_rng_state(before)
                 self.depth += 1
                 try:
@@ -257,21 +257,6 @@ def _own_class(args: tuple[Any, ...], kind: str) -> bool:
     if kind == "function" or not args:
         return False
     return type(args[0]).__module__.startswith("captum_lr")
-
-
-@contextmanager
-def _switches_set_aside() -> Iterator[None]:
-    """No :func:`~captum_lr.patch_captum` switch answers inside: every
-    replacement the switches installed then calls Captum's own code (they
-    dispatch on the active switch at each call), so nothing is rebound."""
-    with _LOCK:
-        saved = list(_SWITCHED)
-        del _SWITCHED[:]
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _SWITCHED[:0] = saved
 
 
 def _recorder(

@@ -14,6 +14,7 @@ file; on a cluster put it on a file system all nodes see).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Sequence
@@ -256,11 +257,9 @@ def share_blackboxes(explainer: Any, actor: Any) -> int:
     for i, box in enumerate(boxes):
         key = f"blackbox-{i}"
         _get(actor.register.remote(key, box.max_queries))
-        box._budget = SharedBudget(actor, key)
-        limiter = box._transport.limiter
-        if limiter is not None:
-            box._transport.limiter = SharedLimiter(actor, key, limiter.interval)
-        cache = box._cache
-        if cache.enabled and cache.path is None:
-            box._cache = SharedCache(actor, key)
+        box.share_with(
+            SharedBudget(actor, key),
+            limiter=functools.partial(SharedLimiter, actor, key),
+            cache=functools.partial(SharedCache, actor, key),
+        )
     return len(boxes)

@@ -417,7 +417,7 @@ class LREstimator:
             ...     attr = ig.attribute(x, target=3, n_steps=16)
         """
         outer = self._stream_layout
-        self._stream_layout = _stream_layout(layout, size, reference)
+        self._stream_layout = _checked_stream_layout(layout, size, reference)
         try:
             yield self
         finally:
@@ -482,7 +482,8 @@ class LREstimator:
         return grads
 
     def _report(self, last: CallReport) -> None:
-        """Sets the ``last_*`` attributes (and what :meth:`project` reads)."""
+        """Sets the ``last_*`` attributes but ``last_sigma_scale`` (and what
+        :meth:`project` reads)."""
         self.last_coverage, self.last_stderr = last.coverage, last.stderr
         self.last_design, self.last_contrast_scale = last.design, last.contrast_scale
         self._last_frequency = last.frequency
@@ -542,7 +543,7 @@ def _check_options(est: LREstimator) -> None:
     _check_batch_size(est.max_batch_size)
 
 
-def _stream_layout(
+def _checked_stream_layout(
     layout: str, size: int, reference: Tensor | Sequence[Tensor] | None
 ) -> StreamLayout:
     """The checked arguments of :meth:`LREstimator.noise_streams`."""

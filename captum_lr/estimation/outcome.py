@@ -1,7 +1,7 @@
 r"""What one :class:`~captum_lr.LREstimator` call found: its gradients from
 the call's sums (divided by the noise scales, expanded from a prior's groups),
-and what the estimator reports of it (:class:`CallReport`, its ``last_*``
-attributes)."""
+and what the estimator reports of it (:class:`CallReport`: its ``last_*``
+attributes but ``last_sigma_scale``)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,13 @@ from captum_lr.estimation.surrogate import SurrogatePlan
 
 
 class CallReport(NamedTuple):
-    r"""What an estimator reports of its last call (its ``last_*``
-    attributes, and what :meth:`~captum_lr.LREstimator.project` reads); all
-    None before the first call."""
+    r"""What an estimator reports of its last call: its ``last_coverage``,
+    ``last_stderr``, ``last_design``, ``last_contrast_scale``,
+    ``last_expected_cosine`` and ``last_prior_cosine`` attributes, and what
+    :meth:`~captum_lr.LREstimator.project` reads (``frequency``,
+    ``surrogate``); all None before the first call. ``last_sigma_scale`` is
+    not here: the estimator takes it from the call's running sums
+    (``sums.sigma_scale``)."""
 
     coverage: tuple[Tensor, ...] | None = None
     stderr: tuple[Tensor, ...] | None = None
@@ -36,9 +40,22 @@ class CallReport(NamedTuple):
 def finish_call(
     call: CallPlan, sums: RunningSums, dtypes: list[torch.dtype]
 ) -> tuple[tuple[Tensor, ...], CallReport]:
-    r"""The call's gradients, one per input tensor, and its report: divides
-    the sums' estimate by sigma and warns where the queries carried no
-    information (:func:`~captum_lr.estimation.diagnostics.warn_uninformative`)."""
+    r"""
+    The call's gradients, one per input tensor, and its report: divides the
+    sums' estimate by sigma, expands a prior's groups, and warns where the
+    queries carried no information
+    (:func:`~captum_lr.estimation.diagnostics.warn_uninformative`).
+
+    Args:
+
+        call (CallPlan): The call's plan.
+        sums (RunningSums): The call's running sums, after its last query.
+        dtypes (list[torch.dtype]): The dtype of each input tensor.
+
+    Returns:
+        *tuple[tuple[Tensor, ...], CallReport]*: the gradients, shaped and
+        typed like the inputs, and the call's report.
+    """
     layout, prior, plan = call.layout, call.prior, call.plan
     grads, var, counts = sums.combine()
     grads = grads / call.sigmas

@@ -39,7 +39,7 @@ query) the fraction of each input tensor's RMS."""
 
 
 class DesignChoice(NamedTuple):
-    r"""What :meth:`LREstimator.design_for` returns."""
+    r"""What :meth:`~captum_lr.LREstimator.design_for` returns."""
 
     design: str
     n_samples: int
@@ -70,8 +70,20 @@ def bind_prior(opts: EstimatorOptions, layout: InputLayout) -> BoundPrior:
 
 
 def resolve(opts: EstimatorOptions, layout: InputLayout) -> tuple[str, int, bool]:
-    r"""The concrete design, samples per row and whether they are
-    antithetic, for this layout."""
+    r"""
+    The concrete design, samples per row and whether they are antithetic,
+    for this layout (what ``design="auto"`` and ``antithetic=None`` resolve
+    to).
+
+    Args:
+
+        opts (EstimatorOptions): The estimator.
+        layout (InputLayout): The layout of the call's inputs.
+
+    Returns:
+        *tuple[str, int, bool]*: the design, the samples per row and whether
+        they are antithetic.
+    """
     if isinstance(opts.prior, Surrogate):
         return resolve_surrogate_design(
             opts.design, layout.dim, opts.n_samples, opts.antithetic
@@ -91,7 +103,7 @@ def resolve(opts: EstimatorOptions, layout: InputLayout) -> tuple[str, int, bool
 
 def design_choice(opts: EstimatorOptions, layout: InputLayout) -> DesignChoice:
     r"""What a call on inputs of this layout will do (see
-    :meth:`LREstimator.design_for`)."""
+    :meth:`~captum_lr.LREstimator.design_for`)."""
     design, n, antithetic = resolve(opts, layout)
     if isinstance(opts.prior, GroupPrior):
         dim = bind_prior(opts, layout).space.dim
@@ -103,7 +115,7 @@ def design_choice(opts: EstimatorOptions, layout: InputLayout) -> DesignChoice:
 
 def query_rows(opts: EstimatorOptions, layout: InputLayout) -> int:
     r"""The forward rows one call on inputs of this layout sends (see
-    :meth:`LREstimator.queries_for`)."""
+    :meth:`~captum_lr.LREstimator.queries_for`)."""
     design, n, antithetic = resolve(opts, layout)
     probes = sigma_probes(opts, design, n, antithetic)
     per_row = n * 2 if antithetic else n + 1 + probes
@@ -146,8 +158,29 @@ def plan_call(
     target: TargetType = None,
     additional_forward_args: Any = None,
 ) -> CallPlan:
-    r"""Resolves everything a call needs before its first query (``context``:
-    the ``noise_streams`` the call is in, if any)."""
+    r"""
+    Resolves everything a call needs before its first query (with a
+    :class:`~captum_lr.Surrogate` prior, its gradient: the surrogate is run
+    here).
+
+    Args:
+
+        opts (EstimatorOptions): The estimator.
+        inputs (tuple[Tensor, ...]): The call's inputs.
+        layout (InputLayout): Their layout.
+        context (StreamLayout, optional): The ``noise_streams`` the call is
+                    in, if any.
+        target (int, tuple, Tensor or list, optional): The call's target
+                    (read by a surrogate prior only).
+                    Default: None
+        additional_forward_args (Any, optional): The call's extra forward
+                    arguments (read by a surrogate prior only).
+                    Default: None
+
+    Returns:
+        *CallPlan*: the call's layout, bound prior, sampling plan, noise
+        scales, samples per row, antithetic flag and noise-scale probes.
+    """
     device = layout.device
     grouped = isinstance(opts.prior, GroupPrior)
     prior = bind_prior(opts, layout) if grouped else None

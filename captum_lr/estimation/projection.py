@@ -32,8 +32,24 @@ def project_gradients(
     grads: tuple[Tensor, ...],
     last: LastEstimate,
 ) -> tuple[Tensor, ...]:
-    r"""The projection of ``grads`` (shaped like inputs of ``layout``) on what
-    the estimator estimates (see :meth:`LREstimator.project`)."""
+    r"""
+    The projection of ``grads`` on what the estimator estimates (see
+    :meth:`~captum_lr.LREstimator.project`).
+
+    Args:
+
+        opts (EstimatorOptions): The estimator.
+        layout (InputLayout): The layout of the inputs the estimator is
+                    called on.
+        grads (tuple[Tensor, ...]): Gradients shaped like those inputs.
+        last (LastEstimate): What the estimator's last call decided per row.
+
+    Returns:
+        *tuple[Tensor, ...]*: the projected gradients, shaped like ``grads``
+        (``grads`` itself where the whole gradient is estimated); a
+        ``ValueError`` where the projection depends on a last call that was
+        not on inputs of this batch size.
+    """
     dtypes = [g.dtype for g in grads]
     if isinstance(opts.prior, Surrogate):
         plan, sigmas = last.surrogate or (None, None)
@@ -49,11 +65,7 @@ def project_gradients(
             return grads
         scale = last.contrast_scale
         if scale is None or scale.shape[0] != layout.batch_size:
-            raise ValueError(
-                "with the 'orthogonal-channels' design what is estimated "
-                "depends on each row's probes: call the estimator on these "
-                "inputs first, then project."
-            )
+            raise _needs_a_call("orthogonal-channels")
         flat = layout.flatten(grads)
         mean = SharedChannels().bind(layout).project(flat)
         scale = scale.to(flat.device, flat.dtype).unsqueeze(1)
@@ -66,10 +78,14 @@ def _frequency_project(
 ) -> Tensor:
     """The last call's ``sum_b s_b P_b g`` of the frequency strata."""
     if strata is None or strata.later.shape[0] != layout.batch_size:
-        raise ValueError(
-            "with the 'orthogonal-frequency' design what is estimated "
-            "depends on each row's probes: call the estimator on these "
-            "inputs first, then project."
-        )
+        raise _needs_a_call("orthogonal-frequency")
     flat = layout.flatten(grads).to(strata.dtype)
     return strata.project(flat.to(strata.stratum.device))
+
+
+def _needs_a_call(design: str) -> ValueError:
+    """The error of a projection asked for before a call on these inputs."""
+    return ValueError(
+        f"with the '{design}' design what is estimated depends on each row's "
+        "probes: call the estimator on these inputs first, then project."
+    )

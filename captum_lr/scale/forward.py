@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from captum_lr.scale.checks import check_count, check_picklable
+from captum_lr.scale.checks import check_int_at_least, check_picklable
 
 
 class _Replica:
@@ -154,9 +154,9 @@ class RayForward:
     ) -> None:
         import ray
 
-        check_count("num_workers", num_workers)
-        check_count("min_rows_per_worker", min_rows_per_worker)
-        check_count("max_in_flight", max_in_flight)
+        check_int_at_least("num_workers", num_workers)
+        check_int_at_least("min_rows_per_worker", min_rows_per_worker)
+        check_int_at_least("max_in_flight", max_in_flight)
         check_picklable("make_model", make_model, builds="model")
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from tqdm.auto import tqdm
 
 from captum_lr.remote.blackbox import QueryBudgetExceeded
-from captum_lr.scale.checks import check_count, check_picklable
+from captum_lr.scale.checks import check_int_at_least, check_picklable
 from captum_lr.scale.coordinator import Coordinator
 from captum_lr.scale.rows import JobRows, job_rows
 from captum_lr.scale.store import (
@@ -110,10 +110,12 @@ def _check_args(
     stderr_replicates: Any,
 ) -> None:
     """The checks :func:`attribute_dataset` makes before starting Ray."""
-    check_count("num_workers", num_workers)
-    check_count("batch_size", batch_size)
-    check_count("max_queries", max_queries, minimum=0, none=True)
-    check_count("stderr_replicates", stderr_replicates, minimum=2, none=True)
+    check_int_at_least("num_workers", num_workers)
+    check_int_at_least("batch_size", batch_size)
+    check_int_at_least("max_queries", max_queries, minimum=0, allow_none=True)
+    check_int_at_least(
+        "stderr_replicates", stderr_replicates, minimum=2, allow_none=True
+    )
     check_picklable("make_explainer", make_explainer)
 
 

@@ -406,6 +406,11 @@ def test_bad_input_fails_before_any_query(tmp_path, ig_job):
     assert len(load_attributions(done_dir)) == 8  # untouched
 
 
+def test_ray_forward_refuses_an_unpicklable_model_builder():
+    with pytest.raises(TypeError, match="make_model .* cannot be pickled"):
+        RayForward(_Bomb())
+
+
 def test_import_captum_lr_does_not_import_ray():
     import subprocess
 

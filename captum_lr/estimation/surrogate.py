@@ -91,8 +91,9 @@ class Surrogate:
         unbiased (bool, optional): False (default) returns the projection of
                     the gradient onto everything measured: the best cosine and
                     squared error of one call, whatever the prior's alignment,
-                    and what it estimates is :meth:`LREstimator.project`. True
-                    weights the orthogonal directions to be unbiased for the
+                    and what it estimates is
+                    :meth:`~captum_lr.LREstimator.project`. True weights the
+                    orthogonal directions to be unbiased for the
                     gradient (for averages of many independent estimates).
                     Default: False
 

@@ -373,3 +373,50 @@ def test_images_never_worse_than_the_default_with_one_query_less(cosine, n, seed
     assert est.queries == est.queries_for(x)
     with pytest.raises(ValueError, match="data-driven"):
         est.project(x, w.expand_as(x))
+
+
+def smooth_photo_gradient(gen, c=3, h=48, w=48):
+    """A gradient concentrated at low and middle spatial frequencies, shared
+    across channels more than not (the frequency strata's regime)."""
+    g = photo_like(gen, c, h, w).unsqueeze(0)
+    g = torch.nn.functional.pad(g, (3, 3, 3, 3), mode="circular")
+    return torch.nn.functional.avg_pool2d(g, 7, 1)[0]
+
+
+@pytest.mark.filterwarnings("ignore::captum_lr.LowAccuracyWarning")
+@pytest.mark.parametrize("cosine", [0.0, 0.5, 0.9])
+def test_photos_at_frequency_budgets_never_worse_than_the_default(cosine):
+    # 48 px photos at 1,000 samples: the prior-free default samples the
+    # frequency strata, and so does the complement of the surrogate's prior
+    gen = torch.Generator().manual_seed(7)
+    w = smooth_photo_gradient(gen)
+    s = aligned(w.flatten(), cosine, gen).view_as(w)
+    x = torch.zeros(6, *w.shape, dtype=DT)
+
+    def f(z):
+        return (z * w).flatten(1).sum(1)
+
+    est = LREstimator(
+        n_samples=1000,
+        prior=Surrogate(lambda z: (z * s).flatten(1).sum(1)),
+        sigma=1.0,
+        seed=3,
+        shared_noise=False,
+    )
+    (g,) = est(f, x)
+    default = LREstimator(n_samples=999, sigma=1.0, seed=3, shared_noise=False)
+    (h,) = default(f, x)
+    assert default.last_design == "orthogonal-frequency"
+    cos_g, se_g = mean_and_se(cosines(g.flatten(1), w.flatten()))
+    cos_h, se_h = mean_and_se(cosines(h.flatten(1), w.flatten()))
+    assert cos_h > 0.5  # the frequency strata's regime, not a toy budget
+    assert cos_g >= cos_h - Z * math.hypot(se_g, se_h)
+    assert cos_g >= cosine - 1e-9  # the prior alone, measured exactly
+    if cosine == 0.9:  # a good prior adds to the strata
+        assert cos_g > cos_h + Z * math.hypot(se_g, se_h)
+    # the alignment it reports is the prior's, within the rows' spread
+    prior_cos, se_p = mean_and_se(est.last_prior_cosine)
+    assert abs(prior_cos - cosine) < 0.05 + Z * se_p
+    assert est.queries == est.queries_for(x)
+    with pytest.raises(ValueError, match="frequency-strata complement"):
+        est.project(x, w.expand_as(x))

@@ -136,6 +136,24 @@ class FrequencyStrata:
         samples did not reach."""
         return _scales(self.later.to(self.dtype), self.sizes - self.q)[0]
 
+    def sample_weights(self) -> tuple[Tensor, Tensor]:
+        r"""The weight of each sample in :meth:`combine`'s estimate: ``(rows,
+        d)`` a probe's, by the basis coefficient it measures (its stratum's
+        ``s_b / d``), and ``(rows, 1)`` every later sample's (``1 / (d max_b
+        f_b)``)."""
+        scale, weight = _scales(self.later.to(self.dtype), self.sizes - self.q)
+        probe = (scale / self.d).index_select(1, self.stratum)
+        return probe, (weight / self.d).unsqueeze(1)
+
+    def energy(self) -> Tensor:
+        r"""``(rows,)`` the gradient's squared norm (times sigma squared) the
+        probes imply: each stratum's mean squared probe coefficient times its
+        size (before :meth:`adapt`: 0)."""
+        if not self.measured:
+            return torch.zeros_like(self.density[:, 0])
+        sizes = self.sizes.to(self.dtype)
+        return (self.density * sizes).sum(1) / self.d**2
+
     def transform(self, flat: Tensor, inverse: bool = False) -> Tensor:
         r"""``(rows, d)`` coefficients in the design's basis (or, ``inverse``,
         the flat vectors with these coefficients)."""
@@ -173,9 +191,7 @@ class FrequencyStrata:
         """
         rows = self.later.shape[0]
         sums = sums.view(3, rows, -1)
-        scale, weight = _scales(self.later.to(self.dtype), self.sizes - self.q)
-        weight = (weight / self.d).unsqueeze(1)
-        probe_scale = (scale / self.d).index_select(1, self.stratum)
+        probe_scale, weight = self.sample_weights()
         probes = self.transform(self.transform(sums[0]) * probe_scale, inverse=True)
         estimate = probes + (sums[1] + sums[2]) * weight
         if squares is None:

@@ -64,11 +64,16 @@ class RunningSums:
 
     def adapt(self) -> None:
         r"""Hands the probes' energies to the design (and, to a
-        :class:`SamplingPlan`, their running sum, in which the frequency
-        strata read each probe's output change)."""
+        :class:`SamplingPlan` or a plan with a ``probe_level``, their running
+        sum, in which the frequency strata read each probe's output
+        change)."""
         energy = self.energy.view(self.plan.levels, self.rows)
+        level = getattr(self.plan, "probe_level", None)  # a surrogate's strata
         if isinstance(self.plan, SamplingPlan):
             self.plan.adapt(energy, self.numerator[: self.rows])
+        elif level is not None:
+            probes = self.numerator[level * self.rows : (level + 1) * self.rows]
+            self.plan.adapt(energy, probes)
         else:
             self.plan.adapt(energy)
 

@@ -63,7 +63,8 @@ from captum._utils.common import _select_targets
 from captum._utils.typing import TargetType
 from torch import Tensor
 
-from captum_lr.estimation.designs import Draw, image_channels
+from captum_lr.estimation.designs import Draw, auto_frequency, image_channels
+from captum_lr.estimation.frequency import FrequencyStrata
 from captum_lr.estimation.layout import InputLayout, Space
 from captum_lr.estimation.queries import normalise_target, rows_of
 from captum_lr.estimation.strata import ChannelStrata, dct_rows
@@ -541,6 +542,111 @@ class ChannelSurrogatePlan(SurrogatePlan):
         )
 
 
+class FrequencySurrogatePlan(ChannelSurrogatePlan):
+    r"""
+    A surrogate prior on photos where the prior-free default samples the
+    frequency strata (:func:`~captum_lr.estimation.designs.auto_frequency`
+    with the ``n - 1`` samples after the prior's query): after the prior's
+    query, the frequency strata
+    (:class:`~captum_lr.estimation.frequency.FrequencyStrata`) estimate
+    ``T`` and the estimate is ``a p + lambda (I - p p') T``, as for the
+    channel strata (:class:`ChannelSurrogatePlan`), with ``B = sum_i w_i
+    delta_i y_i`` over the samples at their weights ``w_i`` in ``T`` (a
+    probe's by its stratum). The alignment and the expected cosine use the
+    gradient's squared norm the probes imply
+    (:meth:`~captum_lr.estimation.frequency.FrequencyStrata.energy`; at least
+    ``a^2 + B``), since ``B`` covers only the strata the samples reached.
+    """
+
+    levels = 4
+    probe_level = 1
+    r"""The running sum whose ``(rows, d)`` part :meth:`adapt` reads."""
+
+    def __init__(
+        self,
+        layout: InputLayout,
+        scaled_prior: Tensor,
+        n_samples: int,
+        noise: CounterNoise,
+        streams: Tensor,
+        unbiased: bool,
+    ) -> None:
+        space = layout.space
+        self.space, self.dim, self.n_samples = space, space.dim, n_samples
+        self.unbiased, self.m = unbiased, n_samples - 1
+        unique, self.stream_index = torch.unique(streams, return_inverse=True)
+        self.frequency = FrequencyStrata(
+            layout, space, self.m, noise, unique, self.stream_index
+        )
+        self.probe_samples = 1 + self.frequency.probe_samples
+        e = torch.full_like(scaled_prior, 1.0 / math.sqrt(space.dim))
+        self.direction, _ = _reflection(scaled_prior, e)
+        self.prior_cosine = None
+        self._figure = None
+
+    def draw(self, samples: Tensor, rows: Tensor) -> Draw:
+        r"""Sample 0: the prior; then the frequency strata's directions."""
+        d = self.dim
+        p = self.direction.index_select(0, rows)
+        level, u = self.frequency.directions((samples - 1).clamp_min(0), rows)
+        first = samples == 0
+        u = torch.where(first.unsqueeze(1), p * math.sqrt(d), u)
+        return Draw(u, None, torch.where(first, 0, level + 1))
+
+    def adapt(self, energy: Tensor, probe_sums: Tensor | None = None) -> None:
+        r"""Hands the strata the ``(rows, d)`` running sum of their probes."""
+        assert probe_sums is not None
+        self.frequency.adapt(probe_sums)
+
+    def combine(
+        self, numerator: Tensor, squares: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        r"""The estimate (times sigma), its variance and the samples per
+        coordinate."""
+        d, rows = self.dim, numerator.shape[0] // 4
+        sums, p = numerator.view(4, rows, d), self.direction
+        a = (sums[0] / d * p).sum(1)
+        rest = None if squares is None else squares[rows:]
+        strata = self.frequency
+        target, var = strata.combine(sums[1:].reshape(3 * rows, d), rest)
+        perp = target - (target * p).sum(1, keepdim=True) * p
+        # B = sum_i w_i delta_i (delta_i - a p.u_i): the probes by basis
+        # coefficient (c_j = sqrt(d) delta_i), the later samples per level
+        probe_w, later_w = strata.sample_weights()
+        c, pc = strata.transform(sums[1]), strata.transform(p)
+        inner = (probe_w * (c.square() / d - a.unsqueeze(1) * c * pc)).sum(1)
+        later = sums[2:].square().sum(2) / d - a * (sums[2:] * p).sum(2)
+        inner = inner + later_w.squeeze(1) * later.sum(0)
+        size = perp.square().sum(1)
+        lam = torch.ones_like(a)
+        if not self.unbiased:
+            lam = torch.where(size > 0, inner / size.clamp_min(1e-300), 0.0)
+        grads = a.unsqueeze(1) * p + lam.unsqueeze(1) * perp
+        self._report(a, inner, size, lam)
+        if var is not None:
+            var = var * lam.square().unsqueeze(1)
+        return grads, var, torch.full_like(grads, self.n_samples)
+
+    def _report(self, a: Tensor, inner: Tensor, size: Tensor, lam: Tensor) -> None:
+        """The alignment and the cosine of the estimate, with ``|G|^2`` the
+        larger of the probes' figure and ``a^2 + B``."""
+        total = torch.maximum(self.frequency.energy(), a.square() + inner.clamp_min(0))
+        self.prior_cosine = (a.abs() / total.clamp_min(1e-300).sqrt()).where(
+            total > 0, torch.ones_like(a)
+        )
+        fitted = a.square() + lam.square() * size
+        figure = (a.square() + lam * inner) / (total * fitted).clamp_min(1e-300).sqrt()
+        self._figure = figure.clamp(0, 1)
+
+    def project(self, scaled: Tensor) -> Tensor:
+        r"""Not a fixed linear map of the gradient (the weight is data-driven)."""
+        raise ValueError(
+            "what a Surrogate with the frequency-strata complement (photos at "
+            "960 samples or more per row) estimates depends on its data-driven "
+            "weight and on each row's strata; compare with the gradient itself."
+        )
+
+
 def make_surrogate_plan(
     layout: InputLayout,
     scaled_prior: Tensor,
@@ -549,11 +655,17 @@ def make_surrogate_plan(
     streams: Tensor,
     unbiased: bool,
 ) -> SurrogatePlan:
-    r"""The plan of a call with a surrogate prior: the channel strata for the
-    complement of ``(C, H, W)`` images below ``n = d`` (as the prior-free
-    default), the reflected orthonormal basis otherwise (exact at ``n = d``)."""
+    r"""The plan of a call with a surrogate prior: for the complement of
+    ``(C, H, W)`` images below ``n = d`` the strata of the prior-free default
+    (the frequency strata where ``design="auto"`` picks them for the ``n -
+    1`` samples after the prior's, the channel strata otherwise), the
+    reflected orthonormal basis otherwise (exact at ``n = d``)."""
     channels = image_channels(layout)
     if channels is not None and n_samples < layout.dim:
+        if auto_frequency(layout, n_samples - 1):
+            return FrequencySurrogatePlan(
+                layout, scaled_prior, n_samples, noise, streams, unbiased
+            )
         return ChannelSurrogatePlan(
             layout, channels, scaled_prior, n_samples, noise, streams, unbiased
         )

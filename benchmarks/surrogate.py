@@ -154,26 +154,48 @@ def summarise(records, budgets, show=False) -> dict:
         if pairs:  # per photo, combination minus default
             line["gain_over_default"] = mean_se(pairs)
         rows.append(line)
-    if show:
-        print_table(
-            ["rows", "c (lite0 alone)", "default", "combination", "gain (paired)"],
+    table = print_table(
+        ["rows", "c (lite0 alone)", "default", "combination", "gain (paired)"],
+        [
             [
-                [
-                    str(r["budget"]),
-                    *(
-                        "{:.3f} +- {:.3f}".format(*r[k]) if k in r else "-"
-                        for k in (
-                            "surrogate_alone",
-                            "default",
-                            "surrogate",
-                            "gain_over_default",
-                        )
-                    ),
-                ]
-                for r in rows
-            ],
-        )
-    return {"summary": rows, "records": records}
+                str(r["budget"]),
+                *(
+                    "{:.3f} +- {:.3f}".format(*r[k]) if k in r else "-"
+                    for k in (
+                        "surrogate_alone",
+                        "default",
+                        "surrogate",
+                        "gain_over_default",
+                    )
+                ),
+            ]
+            for r in rows
+        ],
+        echo=show,
+    )
+    head = (
+        "Mean ± standard error over the photos (cosine with lite2's autograd "
+        "gradient; c: lite0's gradient alone; gain: combination − default, "
+        "paired per photo):\n\n"
+    )
+    table = head + table + "\n\nPer photo:\n\n" + per_photo(records, budgets)
+    return {"summary": rows, "records": records, "table": table}
+
+
+def per_photo(records, budgets) -> str:
+    """Each photo's c and its default / combination cosines per budget."""
+    score = {(r["image"], r["method"], r["budget"]): r for r in records}
+    photos = sorted({r["image"] for r in records})
+    rows = []
+    for img in photos:
+        alone = [r["surrogate_cosine"] for r in records if r["image"] == img]
+        cells = [img, f"{alone[0]:.3f}" if alone else "-"]
+        for b in budgets:
+            got = [score.get((img, m, b)) for m in ("default", "surrogate")]
+            cells.append(" / ".join(f"{g['cosine']:.3f}" if g else "-" for g in got))
+        rows.append(cells)
+    heads = ["photo", "c", *(f"default / comb @ {b}" for b in budgets)]
+    return print_table(heads, rows, echo=False)
 
 
 def merge(paths: list[str], out: str) -> dict:

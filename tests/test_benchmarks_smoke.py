@@ -297,3 +297,20 @@ def test_seed_spread_tables_a_peer_against_itself(tmp_path):
     # the peer at seed 1 is 0.2 behind its seed 0 on a
     assert data["summary"]["1000"]["peer"] == {"1": ["a"]}
     assert "| a " in data["table"] and "+0.000 ± 0.100" in data["table"]
+
+
+def test_surrogate_summary_tables_means_and_photos():
+    from benchmarks import surrogate
+
+    records = [
+        {"image": img, "method": m, "budget": b, "cosine": v, "surrogate_cosine": c}
+        for img, c, values in (("a", 0.1, (0.2, 0.3)), ("b", 0.3, (0.4, 0.4)))
+        for b in (10,)
+        for m, v in zip(("default", "surrogate"), values)
+    ]
+    out = surrogate.summarise(records, [10])
+    (row,) = out["summary"]
+    assert row["default"][0] == pytest.approx(0.3)
+    assert row["gain_over_default"][0] == pytest.approx(0.05)
+    assert "0.050 +- 0.050" in out["table"]
+    assert "| a " in out["table"] and "0.200 / 0.300" in out["table"]

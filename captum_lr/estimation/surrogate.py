@@ -42,8 +42,10 @@ projection's average stays near ``a p + rho G_perp``, whose cosine is about
 ``c`` for ``rho`` small, while the unbiased average converges to ``G``).
 
 On ``(C, H, W)`` images below ``n = d`` the complement is sampled with the
-channel strata instead, the prior-free default for images
-(:class:`ChannelSurrogatePlan`): ``a p + lambda (I - p p') T`` with the
+strata of the prior-free default instead: the channel strata
+(:class:`ChannelSurrogatePlan`), or the frequency strata on photos where
+``design="auto"`` picks them for the ``n - 1`` samples after the prior's
+(:class:`FrequencySurrogatePlan`): ``a p + lambda (I - p p') T`` with the
 strata's estimate ``T`` and the data-driven ``lambda = B / C``, which for the
 flat design above is exactly ``rho``.
 

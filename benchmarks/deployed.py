@@ -373,7 +373,7 @@ def settings(args, quantize_seconds: float) -> dict:
 
 
 def summarise(records, budgets, show=False) -> dict:
-    out = {}
+    out, tables = {}, []
     for kind in sorted({r["model"] for r in records}):
         mine = [r for r in records if r["model"] == kind]
         per_photo = {r["image"]: r for r in mine}
@@ -419,25 +419,49 @@ def summarise(records, budgets, show=False) -> dict:
                 "reference_norm",
             ):
                 out[kind][key] = mean_se([r[key] for r in per_photo.values()])
+        head = (
+            f"{kind}: reference's expected cosine with the truth "
+            "{:.3f} +- {:.3f}".format(*out[kind]["reference_expected_cosine"])
+            + f"; mean ± standard error over the {len(per_photo)} photos:\n"
+        )
         if show:
-            print(
-                f"\n{kind}: reference's expected cosine with the truth "
-                "{:.3f} +- {:.3f}".format(*out[kind]["reference_expected_cosine"])
-            )
-            print_table(
-                ["rows", "c", "c smoothed", "default", "comb.", "comb. smoothed"],
+            print("\n" + head)
+        means = print_table(
+            ["rows", "c", "c smoothed", "default", "comb.", "comb. smoothed"],
+            [
                 [
-                    [
-                        str(r["budget"]),
-                        *(
-                            "{:.3f} +- {:.3f}".format(*r[k]) if k in r else "-"
-                            for k in METHODS
-                        ),
-                    ]
-                    for r in rows
-                ],
-            )
-    return {"models": out, "records": records}
+                    str(r["budget"]),
+                    *(
+                        "{:.3f} +- {:.3f}".format(*r[k]) if k in r else "-"
+                        for k in METHODS
+                    ),
+                ]
+                for r in rows
+            ],
+            echo=show,
+        )
+        tables.append(head + "\n" + means + "\n\n" + photo_table(mine, budgets))
+    table = "\n\n".join(tables)
+    return {"models": out, "records": records, "table": table}
+
+
+def photo_table(records, budgets) -> str:
+    """Per photo of one model: its class (= the float model's?), the
+    reference's expected cosine, c, and default / combination per budget."""
+    first = {r["image"]: r for r in reversed(records)}
+    score = {(r["image"], r["method"], r["budget"]): r["cosine"] for r in records}
+    rows = []
+    for img, r in sorted(first.items()):
+        same = "=" if r["same_class_as_float"] else "!="
+        cells = [img, f"{r['target']} {same}", f"{r['reference_expected_cosine']:.3f}"]
+        cells.append(f"{r['surrogate_cosine']:.3f}")
+        for b in budgets:
+            got = (score.get((img, m, b)) for m in ("default", "combination"))
+            cells.append(" / ".join("-" if g is None else f"{g:.3f}" for g in got))
+        rows.append(cells)
+    heads = ["photo", "class (= float?)", "ref", "c"]
+    heads += [f"default / comb @ {b}" for b in budgets]
+    return print_table(heads, rows, echo=False)
 
 
 def merge(paths: list[str], out: str) -> dict:

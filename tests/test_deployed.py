@@ -139,3 +139,6 @@ def test_deployed_benchmark_smoke(tmp_path, monkeypatch):
     assert ("weights", "combination") in methods
     assert all(r["rows"] <= r["budget"] for r in data["records"])
     assert data["settings"]["reference_rows_int8"] == 64
+    # the tables of both models, means and per photo, in the results
+    assert data["table"].count("default / comb @ 10") == 2
+    assert "| chelsea " in data["table"]

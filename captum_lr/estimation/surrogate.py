@@ -466,48 +466,60 @@ class ChannelSurrogatePlan(SurrogatePlan):
         streams: Tensor,
         unbiased: bool,
     ) -> None:
+        unique = self._start(layout, scaled_prior, n_samples, streams, unbiased)
+        self.complement = ChannelStrata(
+            layout, self.space, self.m, channels, noise, unique, self.stream_index
+        )
+        probes = self.complement.probe_samples
+        self.probe_samples = 1 + probes if self.complement.q else 0
+
+    def _start(
+        self,
+        layout: InputLayout,
+        scaled_prior: Tensor,
+        n_samples: int,
+        streams: Tensor,
+        unbiased: bool,
+    ) -> Tensor:
+        """What every strata complement sets up (the prior's unit direction,
+        the sample counts); returns the call's distinct streams."""
         space = layout.space
         self.space, self.dim, self.n_samples = space, space.dim, n_samples
         self.unbiased, self.m = unbiased, n_samples - 1
         unique, self.stream_index = torch.unique(streams, return_inverse=True)
-        self.channels = ChannelStrata(
-            layout, space, self.m, channels, noise, unique, self.stream_index
-        )
-        self.probe_samples = 1 + self.channels.probe_samples if self.channels.q else 0
         e = torch.full_like(scaled_prior, 1.0 / math.sqrt(space.dim))
         self.direction, _ = _reflection(scaled_prior, e)
         self.prior_cosine = None
         self._figure: Tensor | None = None
+        return unique
 
     def draw(self, samples: Tensor, rows: Tensor) -> Draw:
         r"""Sample 0: the prior; then the strata's directions."""
         d = self.dim
         p = self.direction.index_select(0, rows)
-        level, u = self.channels.directions((samples - 1).clamp_min(0), rows)
+        level, u = self.complement.directions((samples - 1).clamp_min(0), rows)
         first = samples == 0
         u = torch.where(first.unsqueeze(1), p * math.sqrt(d), u)
         return Draw(u, None, torch.where(first, 0, level + 1))
 
     def adapt(self, energy: Tensor) -> None:
         r"""Hands the strata's probes their energies."""
-        self.channels.adapt(energy[1:3])
+        self.complement.adapt(energy[1:3])
 
     def combine(
         self, numerator: Tensor, squares: Tensor | None
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         r"""The estimate (times sigma), its variance and the samples per
         coordinate."""
-        d, rows = self.dim, numerator.shape[0] // 5
-        sums, p = numerator.view(5, rows, d), self.direction
+        levels, d = self.levels, self.dim
+        rows = numerator.shape[0] // levels
+        sums, p = numerator.view(levels, rows, d), self.direction
         a = (sums[0] / d * p).sum(1)
         rest = None if squares is None else squares[rows:]
-        target, var = self.channels.combine(sums[1:].reshape(4 * rows, d), rest)
+        strata = sums[1:].reshape((levels - 1) * rows, d)
+        target, var = self.complement.combine(strata, rest)
         perp = target - (target * p).sum(1, keepdim=True) * p
-        probe_w, later_w = self.channels.weights()
-        weights = torch.cat([probe_w, later_w])  # (4, rows)
-        # sum_i delta_i y_i per level: |N_l|^2 / d - a N_l . p
-        products = sums[1:].square().sum(2) / d - a * (sums[1:] * p).sum(2)
-        inner = (weights * products).sum(0)  # B
+        inner = self._inner(sums[1:], a)  # B
         size = perp.square().sum(1)  # C
         lam = torch.ones_like(a)
         if not self.unbiased:
@@ -517,6 +529,16 @@ class ChannelSurrogatePlan(SurrogatePlan):
         if var is not None:
             var = var * lam.square().unsqueeze(1)
         return grads, var, torch.full_like(grads, self.n_samples)
+
+    def _inner(self, sums: Tensor, a: Tensor) -> Tensor:
+        r"""``(rows,)`` ``B = sum_i w_i delta_i y_i`` from the strata's
+        ``(levels, rows, d)`` running sums: per level, ``sum_i delta_i y_i =
+        |N_l|^2 / d - a N_l . p``, at the level's weight."""
+        probe_w, later_w = self.complement.weights()
+        weights = torch.cat([probe_w, later_w])  # (4, rows)
+        p, d = self.direction, self.dim
+        products = sums.square().sum(2) / d - a * (sums * p).sum(2)
+        return (weights * products).sum(0)
 
     def _report(self, a: Tensor, inner: Tensor, size: Tensor, lam: Tensor) -> None:
         """The estimated alignment and the cosine of the estimate, from ``a``,
@@ -573,66 +595,32 @@ class FrequencySurrogatePlan(ChannelSurrogatePlan):
         streams: Tensor,
         unbiased: bool,
     ) -> None:
-        space = layout.space
-        self.space, self.dim, self.n_samples = space, space.dim, n_samples
-        self.unbiased, self.m = unbiased, n_samples - 1
-        unique, self.stream_index = torch.unique(streams, return_inverse=True)
-        self.frequency = FrequencyStrata(
-            layout, space, self.m, noise, unique, self.stream_index
+        unique = self._start(layout, scaled_prior, n_samples, streams, unbiased)
+        self.complement = FrequencyStrata(
+            layout, self.space, self.m, noise, unique, self.stream_index
         )
-        self.probe_samples = 1 + self.frequency.probe_samples
-        e = torch.full_like(scaled_prior, 1.0 / math.sqrt(space.dim))
-        self.direction, _ = _reflection(scaled_prior, e)
-        self.prior_cosine = None
-        self._figure = None
-
-    def draw(self, samples: Tensor, rows: Tensor) -> Draw:
-        r"""Sample 0: the prior; then the frequency strata's directions."""
-        d = self.dim
-        p = self.direction.index_select(0, rows)
-        level, u = self.frequency.directions((samples - 1).clamp_min(0), rows)
-        first = samples == 0
-        u = torch.where(first.unsqueeze(1), p * math.sqrt(d), u)
-        return Draw(u, None, torch.where(first, 0, level + 1))
+        self.probe_samples = 1 + self.complement.probe_samples
 
     def adapt(self, energy: Tensor, probe_sums: Tensor | None = None) -> None:
         r"""Hands the strata the ``(rows, d)`` running sum of their probes."""
         assert probe_sums is not None
-        self.frequency.adapt(probe_sums)
+        self.complement.adapt(probe_sums)
 
-    def combine(
-        self, numerator: Tensor, squares: Tensor | None
-    ) -> tuple[Tensor, Tensor | None, Tensor]:
-        r"""The estimate (times sigma), its variance and the samples per
-        coordinate."""
-        d, rows = self.dim, numerator.shape[0] // 4
-        sums, p = numerator.view(4, rows, d), self.direction
-        a = (sums[0] / d * p).sum(1)
-        rest = None if squares is None else squares[rows:]
-        strata = self.frequency
-        target, var = strata.combine(sums[1:].reshape(3 * rows, d), rest)
-        perp = target - (target * p).sum(1, keepdim=True) * p
-        # B = sum_i w_i delta_i (delta_i - a p.u_i): the probes by basis
-        # coefficient (c_j = sqrt(d) delta_i), the later samples per level
+    def _inner(self, sums: Tensor, a: Tensor) -> Tensor:
+        r"""``(rows,)`` ``B``: the probes by basis coefficient (``c_j =
+        sqrt(d) delta_i``, at their stratum's weight), the later samples per
+        level (at one weight)."""
+        strata, p, d = self.complement, self.direction, self.dim
         probe_w, later_w = strata.sample_weights()
-        c, pc = strata.transform(sums[1]), strata.transform(p)
-        inner = (probe_w * (c.square() / d - a.unsqueeze(1) * c * pc)).sum(1)
-        later = sums[2:].square().sum(2) / d - a * (sums[2:] * p).sum(2)
-        inner = inner + later_w.squeeze(1) * later.sum(0)
-        size = perp.square().sum(1)
-        lam = torch.ones_like(a)
-        if not self.unbiased:
-            lam = torch.where(size > 0, inner / size.clamp_min(1e-300), 0.0)
-        grads = a.unsqueeze(1) * p + lam.unsqueeze(1) * perp
-        self._report(a, inner, size, lam)
-        if var is not None:
-            var = var * lam.square().unsqueeze(1)
-        return grads, var, torch.full_like(grads, self.n_samples)
+        c, pc = strata.transform(sums[0]), strata.transform(p)
+        probes = (probe_w * (c.square() / d - a.unsqueeze(1) * c * pc)).sum(1)
+        later = sums[1:].square().sum(2) / d - a * (sums[1:] * p).sum(2)
+        return probes + later_w.squeeze(1) * later.sum(0)
 
     def _report(self, a: Tensor, inner: Tensor, size: Tensor, lam: Tensor) -> None:
         """The alignment and the cosine of the estimate, with ``|G|^2`` the
         larger of the probes' figure and ``a^2 + B``."""
-        total = torch.maximum(self.frequency.energy(), a.square() + inner.clamp_min(0))
+        total = torch.maximum(self.complement.energy(), a.square() + inner.clamp_min(0))
         self.prior_cosine = (a.abs() / total.clamp_min(1e-300).sqrt()).where(
             total > 0, torch.ones_like(a)
         )

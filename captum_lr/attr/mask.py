@@ -311,21 +311,11 @@ class LRMaskGradient(PerturbationAttribution):
         )
         runner = ScaledRunner(base_runner, scale)
         if layout.batch_size == 0:
-            zeros = tuple(
-                torch.zeros(x.shape, dtype=dt, device=x.device)
-                for x, dt in zip(xs, out_dtypes)
-            )
-            self.last_stderr = tuple(z.clone() for z in zeros)
-            self.last_output_scale = runner.chosen
-            if not is_tuple:
-                self.last_stderr = self.last_stderr[0]
-            return _format_output(is_tuple, zeros)
-        generator = torch.Generator()
-        generator.manual_seed(
-            int(torch.randint(0, 2**62, (1,)).item())
-            if self.seed is None
-            else self.seed
-        )
+            return self._no_rows(xs, out_dtypes, is_tuple, runner)
+        seed = self.seed
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        generator = torch.Generator().manual_seed(seed)
         flat_dtype = _flat_dtype(dtypes)
         estimate = _estimate_mixture(
             runner,
@@ -342,6 +332,23 @@ class LRMaskGradient(PerturbationAttribution):
         stderr = layout.split(_gather(estimate.stderr, index), out_dtypes)
         self.last_stderr = stderr if is_tuple else stderr[0]
         return _format_output(is_tuple, values)
+
+    def _no_rows(
+        self,
+        xs: tuple[Tensor, ...],
+        out_dtypes: list[torch.dtype],
+        is_tuple: bool,
+        runner: ScaledRunner,
+    ) -> Any:
+        """Zero attributions and standard errors for inputs with no rows."""
+        zeros = tuple(
+            torch.zeros(x.shape, dtype=dt, device=x.device)
+            for x, dt in zip(xs, out_dtypes)
+        )
+        stderr = tuple(z.clone() for z in zeros)
+        self.last_stderr = stderr if is_tuple else stderr[0]
+        self.last_output_scale = runner.chosen
+        return _format_output(is_tuple, zeros)
 
 
 def _check_budget(

@@ -101,7 +101,7 @@ class ScaledRunner:
         self.runner = runner
         self.scale = check_output_scale(scale)
         self.eps = eps
-        self.in_unit_interval = True
+        self._outside: Tensor | None = None  # "auto": any output outside [0, 1]
 
     @property
     def columns(self) -> int:
@@ -113,15 +113,17 @@ class ScaledRunner:
         """The scale of the estimate (``"auto"`` resolved)."""
         if self.scale != "auto":
             return self.scale
-        return "angular" if self.in_unit_interval else "identity"
+        outside = self._outside is not None and bool(self._outside)
+        return "identity" if outside else "angular"
 
     def __call__(self, flat: Tensor, rows: Tensor) -> Tensor:
         f = self.runner(flat, rows).to(torch.float64)
         if self.scale == "identity":
             return f
         outside = (f < 0) | (f > 1)
-        if self.scale == "auto":
-            self.in_unit_interval &= not bool(outside.any())
+        if self.scale == "auto":  # kept on the device: read once, by chosen
+            seen = outside.any()
+            self._outside = seen if self._outside is None else self._outside | seen
             return torch.stack([f, angular(f)], -1)
         if bool(outside.any()):
             bad = f[outside][0].item()

@@ -250,6 +250,8 @@ class SamplingPlan:
         r"""Running sums of the design (``len`` of its levels)."""
         self.probe_samples = 0
         r"""Samples per row after which :meth:`adapt` must be called (0: never)."""
+        self.probe_level = 0
+        r"""The running sum that holds the probes (:meth:`adapt`'s ``probe_sums``)."""
         self.strata: ChannelStrata | FrequencyStrata | None = None
         if design == "orthogonal-channels":
             self.strata = ChannelStrata(

@@ -63,19 +63,13 @@ class RunningSums:
             self.weights.index_add_(0, rows, draw.weight)
 
     def adapt(self) -> None:
-        r"""Hands the probes' energies to the design (and, to a
-        :class:`SamplingPlan` or a plan with a ``probe_level``, their running
-        sum, in which the frequency strata read each probe's output
-        change)."""
+        r"""Hands the design its probes: their energies per running sum and the
+        ``(rows, d)`` running sum of the level it names (``probe_level``), in
+        which the frequency strata read each probe's output change."""
         energy = self.energy.view(self.plan.levels, self.rows)
-        level = getattr(self.plan, "probe_level", None)  # a surrogate's strata
-        if isinstance(self.plan, SamplingPlan):
-            self.plan.adapt(energy, self.numerator[: self.rows])
-        elif level is not None:
-            probes = self.numerator[level * self.rows : (level + 1) * self.rows]
-            self.plan.adapt(energy, probes)
-        else:
-            self.plan.adapt(energy)
+        level = self.plan.probe_level
+        probes = self.numerator[level * self.rows : (level + 1) * self.rows]
+        self.plan.adapt(energy, probes)
 
     def combine(self) -> tuple[Tensor, Tensor | None, Tensor]:
         r"""

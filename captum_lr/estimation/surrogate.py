@@ -287,6 +287,7 @@ class SurrogatePlan:
 
     levels = 2
     probe_samples = 0
+    probe_level = 1  # the strata's probes follow the prior's sum
     weighted = False
     strata = None
     design = "surrogate"
@@ -339,7 +340,7 @@ class SurrogatePlan:
         v = torch.where((samples == 0).unsqueeze(1), p, v)
         return Draw(v * math.sqrt(d), None, level)
 
-    def adapt(self, energy: Tensor) -> None:
+    def adapt(self, energy: Tensor, probe_sums: Tensor) -> None:
         r"""Never called: the design has no probes."""
 
     def combine(
@@ -502,7 +503,7 @@ class ChannelSurrogatePlan(SurrogatePlan):
         u = torch.where(first.unsqueeze(1), p * math.sqrt(d), u)
         return Draw(u, None, torch.where(first, 0, level + 1))
 
-    def adapt(self, energy: Tensor) -> None:
+    def adapt(self, energy: Tensor, probe_sums: Tensor) -> None:
         r"""Hands the strata's probes their energies."""
         self.complement.adapt(energy[1:3])
 
@@ -583,8 +584,6 @@ class FrequencySurrogatePlan(ChannelSurrogatePlan):
     """
 
     levels = 4
-    probe_level = 1
-    r"""The running sum whose ``(rows, d)`` part :meth:`adapt` reads."""
 
     def __init__(
         self,
@@ -601,9 +600,8 @@ class FrequencySurrogatePlan(ChannelSurrogatePlan):
         )
         self.probe_samples = 1 + self.complement.probe_samples
 
-    def adapt(self, energy: Tensor, probe_sums: Tensor | None = None) -> None:
+    def adapt(self, energy: Tensor, probe_sums: Tensor) -> None:
         r"""Hands the strata the ``(rows, d)`` running sum of their probes."""
-        assert probe_sums is not None
         self.complement.adapt(probe_sums)
 
     def _inner(self, sums: Tensor, a: Tensor) -> Tensor:

@@ -160,24 +160,22 @@ def test_auto_keeps_the_output_when_a_later_query_leaves_the_unit_interval(
         return out
 
     x = torch.ones(1, k, dtype=torch.float64)
+
+    def run(explainer, scale):
+        return explainer.attribute(
+            x,
+            n_samples=64,
+            keep_prob=keep_prob,
+            perturbations_per_eval=2,
+            output_scale=scale,
+        )
+
     auto = LRMaskGradient(f, seed=seed)
-    got = auto.attribute(
-        x,
-        n_samples=64,
-        keep_prob=keep_prob,
-        perturbations_per_eval=2,
-        output_scale="auto",
-    )
+    got = run(auto, "auto")
     assert auto.last_output_scale == "identity"
     assert calls[0] and not all(calls)  # the first call alone could not tell
     ref = LRMaskGradient(f, seed=seed)
-    want = ref.attribute(
-        x,
-        n_samples=64,
-        keep_prob=keep_prob,
-        perturbations_per_eval=2,
-        output_scale="identity",
-    )
+    want = run(ref, "identity")
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(auto.last_stderr, ref.last_stderr)
 

@@ -24,11 +24,8 @@ from captum_lr.estimation.priors import BoundPrior, GroupPrior
 from captum_lr.estimation.rows import StreamLayout, assign_streams, rms_sigmas
 from captum_lr.estimation.streams import CounterNoise, call_key
 from captum_lr.estimation.supports import Blocks, BlockSpec, FeatureGroups, Support
-from captum_lr.estimation.surrogate import (
-    Surrogate,
-    make_surrogate_plan,
-    resolve_surrogate_design,
-)
+from captum_lr.estimation.surrogate import Surrogate, resolve_surrogate_design
+from captum_lr.estimation.surrogate_strata import make_surrogate_plan
 
 AUTO_SIGMA = {"coordinate": 5e-3, "random": 1e-4}
 r"""``sigma="auto"``: for coordinate sweeps (central differences, bias

@@ -147,6 +147,18 @@ def mask_gradient(
         design.order,
         (moved > 0).repeat_interleave(cols),
     ).view(batch, cols, k)
+    _warn_unknown(stderr, moved, n_pairs, design.order, k)
+    if cols == 1:
+        return MaskEstimate(values[:, 0], stderr[:, 0])
+    return MaskEstimate(values, stderr)
+
+
+def _warn_unknown(
+    stderr: Tensor, moved: Tensor, n_pairs: int, order: int, k: int
+) -> None:
+    """Warns when every pair gave the same output (the map is 0) or some
+    standard errors could not be estimated (they are inf)."""
+    batch = moved.shape[0]
     unknown = int(torch.isinf(stderr[:, 0]).any(1).sum().item()) if k > 1 else 0
     if n_pairs > 0 and not bool(moved.any()):
         note = " (their standard errors are inf)" if unknown else ""
@@ -157,9 +169,9 @@ def mask_gradient(
             "the groups explain one by one (check the baselines, the target and "
             "the feature mask).",
             ConstantMaskOutputWarning,
-            # mask_gradient < _estimate < _estimate_mixture < attribute <
-            # log_usage < caller
-            stacklevel=6,
+            # _warn_unknown < mask_gradient < _estimate < _estimate_mixture <
+            # attribute < log_usage < caller
+            stacklevel=7,
         )
     elif unknown:
         if n_pairs == 1:
@@ -171,17 +183,14 @@ def mask_gradient(
             why = (
                 f"every mask pair gave the same output for {unknown} of "
                 f"{batch} examples, which {n_pairs} pairs (fewer than a "
-                f"complete block of {design.order}) cannot tell from groups "
+                f"complete block of {order}) cannot tell from groups "
                 "that cancel; use more n_samples or check the baselines"
             )
         warnings.warn(
             f"the standard errors are inf: {why}.",
             MaskStderrWarning,
-            stacklevel=6,
+            stacklevel=7,
         )
-    if cols == 1:
-        return MaskEstimate(values[:, 0], stderr[:, 0])
-    return MaskEstimate(values, stderr)
 
 
 def mask_stderr(
